@@ -1,0 +1,18 @@
+"""The ``streamkit`` command: one typer app, one module per command group."""
+
+from __future__ import annotations
+
+import typer
+
+from streamkit.commands import connector
+
+app = typer.Typer(
+    help="Stream columnar data files as Apache Arrow, from connectors through a gateway.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(connector.app, name="connector")
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,102 @@
+"""Connector Flight service: ListFlights, GetFlightInfo, GetSchema and DoGet over a root folder."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.flight as flight
+
+from streamkit import errors
+from streamkit.catalog import Catalog, Entry
+from streamkit.query import Query
+from streamkit.readers import DEFAULT_BATCH_ROWS, DatasetInfo, Readers, flight_stream
+
+log = logging.getLogger("streamkit.connector")
+
+
+class ConnectorServer(flight.FlightServerBase):
+    def __init__(
+        self,
+        root: str,
+        location: str | None = None,
+        *,
+        batch_rows: int = DEFAULT_BATCH_ROWS,
+        **kwargs: Any,
+    ) -> None:
+        self.catalog = Catalog(root)
+        self.readers = Readers(str(self.catalog.root), batch_rows=batch_rows)
+        self.stopping = threading.Event()
+        super().__init__(location, **kwargs)
+
+    # -- helpers ---------------------------------------------------------------
+
+    def _flight_info(self, entry: Entry, info: DatasetInfo, query: Query) -> flight.FlightInfo:
+        schema = info.schema
+        if query.columns is not None:
+            missing = [c for c in query.columns if c not in schema.names]
+            if missing:
+                raise errors.invalid(f"dataset {entry.name!r} has no column {missing[0]!r}")
+            schema = pa.schema([schema.field(c) for c in query.columns])
+        rows = info.rows
+        if rows >= 0 and query.limit is not None:
+            rows = min(rows, query.limit)
+        descriptor = (
+            query.to_descriptor()
+            if query.columns is not None or query.limit is not None
+            else flight.FlightDescriptor.for_path(entry.name)
+        )
+        endpoint = flight.FlightEndpoint(query.to_ticket(), [])
+        return flight.FlightInfo(schema, descriptor, [endpoint], rows, info.bytes)
+
+    def _resolve(self, query: Query) -> tuple[Entry, DatasetInfo]:
+        entry = self.catalog.resolve(query.dataset)
+        return entry, self.readers.info(entry)
+
+    # -- Flight methods --------------------------------------------------------
+
+    def list_flights(
+        self, context: flight.ServerCallContext, criteria: bytes
+    ) -> Iterator[flight.FlightInfo]:
+        prefix = criteria.decode("utf-8", "replace") if criteria else ""
+        for entry in self.catalog.scan():
+            if not entry.name.startswith(prefix):
+                continue
+            try:
+                info = self.readers.info(entry)
+            except flight.FlightError as exc:  # unreadable files are skipped, not fatal
+                log.warning("listing skips %s: %s", entry.name, errors.clean_message(exc))
+                continue
+            yield self._flight_info(entry, info, Query(dataset=entry.name))
+
+    def get_flight_info(
+        self, context: flight.ServerCallContext, descriptor: flight.FlightDescriptor
+    ) -> flight.FlightInfo:
+        query = Query.from_descriptor(descriptor, with_tenant=False)
+        entry, info = self._resolve(query)
+        return self._flight_info(entry, info, query)
+
+    def get_schema(
+        self, context: flight.ServerCallContext, descriptor: flight.FlightDescriptor
+    ) -> flight.SchemaResult:
+        return flight.SchemaResult(self.get_flight_info(context, descriptor).schema)
+
+    def do_get(
+        self, context: flight.ServerCallContext, ticket: flight.Ticket
+    ) -> flight.FlightDataStream:
+        query = Query.from_ticket(ticket)
+        entry = self.catalog.resolve(query.dataset)
+        reader = self.readers.open(
+            entry,
+            query.columns,
+            query.limit,
+            should_stop=lambda: self.stopping.is_set() or context.is_cancelled(),
+        )
+        return flight_stream(reader)
+
+    def stop(self) -> None:
+        """Ask open streams to end at their next batch (before ``shutdown``)."""
+        self.stopping.set()

@@ -1,0 +1,99 @@
+"""What a client asks for: a dataset (of a tenant), which columns, how many rows.
+
+Queries travel as Flight descriptors (a path, or a command holding JSON), as WebSocket
+messages and as tickets. A ticket is the query's canonical JSON: opaque to clients, and
+self-contained so any server process can serve it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import pyarrow.flight as flight
+
+from streamkit import errors
+
+MAX_TICKET_BYTES = 64 * 1024
+MAX_NAME_CHARS = 1024
+
+
+@dataclass(frozen=True)
+class Query:
+    dataset: str
+    tenant: str | None = None
+    columns: tuple[str, ...] | None = None
+    limit: int | None = None
+
+    @classmethod
+    def from_json(cls, obj: Any, *, allowed: frozenset[str] = frozenset()) -> Query:
+        """Validate a query object; ``allowed`` names extra keys the caller handles itself."""
+        if not isinstance(obj, dict):
+            raise errors.invalid("a query must be a JSON object")
+        known = {f.name for f in fields(cls)} | allowed
+        unknown = sorted(set(obj) - known)
+        if unknown:
+            raise errors.invalid(f"unknown query key {unknown[0]!r}")
+        dataset = obj.get("dataset")
+        if not isinstance(dataset, str) or not dataset or len(dataset) > MAX_NAME_CHARS:
+            raise errors.invalid("'dataset' must be a non-empty string")
+        tenant = obj.get("tenant")
+        if tenant is not None and (not isinstance(tenant, str) or not tenant):
+            raise errors.invalid("'tenant' must be a non-empty string")
+        columns = obj.get("columns")
+        if columns is not None:
+            if not isinstance(columns, list) or not all(isinstance(c, str) and c for c in columns):
+                raise errors.invalid("'columns' must be a list of column names")
+            columns = tuple(columns)
+        limit = obj.get("limit")
+        if limit is not None and (
+            not isinstance(limit, int) or isinstance(limit, bool) or limit < 0
+        ):
+            raise errors.invalid("'limit' must be a non-negative integer")
+        return cls(dataset=dataset, tenant=tenant, columns=columns, limit=limit)
+
+    @classmethod
+    def from_descriptor(cls, descriptor: flight.FlightDescriptor, *, with_tenant: bool) -> Query:
+        """Path ``[dataset]`` (connector) or ``[tenant, dataset]`` (gateway), or a JSON command."""
+        if descriptor.descriptor_type == flight.DescriptorType.CMD:
+            return cls.from_json(_load_json(descriptor.command, "command"))
+        parts = [p.decode("utf-8", "replace") for p in descriptor.path or []]
+        if with_tenant:
+            if len(parts) != 2:
+                raise errors.invalid("descriptor path must be [tenant, dataset]")
+            return cls.from_json({"tenant": parts[0], "dataset": parts[1]})
+        if len(parts) != 1:
+            raise errors.invalid("descriptor path must be [dataset]")
+        return cls.from_json({"dataset": parts[0]})
+
+    @classmethod
+    def from_ticket(cls, ticket: flight.Ticket) -> Query:
+        return cls.from_json(_load_json(ticket.ticket, "ticket"))
+
+    def to_json(self) -> dict[str, Any]:
+        out = {k: v for k, v in asdict(self).items() if v is not None}
+        if self.columns is not None:
+            out["columns"] = list(self.columns)
+        return out
+
+    def to_bytes(self) -> bytes:
+        return json.dumps(self.to_json(), sort_keys=True, separators=(",", ":")).encode()
+
+    def to_ticket(self) -> flight.Ticket:
+        return flight.Ticket(self.to_bytes())
+
+    def to_descriptor(self) -> flight.FlightDescriptor:
+        return flight.FlightDescriptor.for_command(self.to_bytes())
+
+    def label(self) -> str:
+        return f"{self.tenant}/{self.dataset}" if self.tenant else self.dataset
+
+
+def _load_json(raw: bytes, what: str) -> Any:
+    if len(raw) > MAX_TICKET_BYTES:
+        raise errors.invalid(f"{what} is larger than {MAX_TICKET_BYTES} bytes")
+    try:
+        return json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise errors.invalid(f"{what} is not valid JSON") from None
