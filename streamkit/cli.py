@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from streamkit.commands import connector
+from streamkit.commands import connector, gateway
 
 app = typer.Typer(
     help="Stream columnar data files as Apache Arrow, from connectors through a gateway.",
@@ -12,6 +12,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(connector.app, name="connector")
+app.add_typer(gateway.app, name="gateway")
 
 
 def main() -> None:

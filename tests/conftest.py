@@ -16,7 +16,9 @@ from pathlib import Path
 import pyarrow.flight as flight
 import pytest
 
+from streamkit.config import GatewayConfig, TenantConfig
 from streamkit.connector import ConnectorServer
+from streamkit.gateway import Gateway, make_gateway
 
 REPO = Path(__file__).resolve().parent.parent
 DEMO_DATA = REPO / "examples" / "data"
@@ -48,6 +50,35 @@ def running_connector(root: str | Path, **kwargs) -> Iterator[ConnectorServer]:
 def demo_connector() -> Iterator[ConnectorServer]:
     with running_connector(DEMO_DATA) as server:
         yield server
+
+
+@contextmanager
+def running_gateway(tenants: dict[str, Path | str], **settings) -> Iterator[Gateway]:
+    """A gateway on free ports; a Path tenant is embedded, a str tenant is a connector URI."""
+    config = GatewayConfig(
+        flight_port=0,
+        http_port=0,
+        default_tenant=next(iter(tenants)),
+        tenants={
+            name: TenantConfig(name, path=Path(where).resolve())
+            if isinstance(where, Path)
+            else TenantConfig(name, connector=where)
+            for name, where in tenants.items()
+        },
+        **settings,
+    )
+    gateway = make_gateway(config)
+    try:
+        yield gateway
+    finally:
+        gateway.stop()
+
+
+@pytest.fixture
+def demo_gateway() -> Iterator[Gateway]:
+    """The demo tenant (examples/data) behind a gateway: ``.flight_url``, ``.http_url``."""
+    with running_gateway({"demo": DEMO_DATA}) as gateway:
+        yield gateway
 
 
 @pytest.fixture

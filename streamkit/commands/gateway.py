@@ -1,0 +1,49 @@
+"""``streamkit gateway up``: run the multi-tenant router."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from streamkit.config import DEFAULT_CONFIG, ConfigError, load
+from streamkit.lifecycle import run_until_signal
+
+app = typer.Typer(
+    help="Run the gateway that routes Arrow streams to clients.", no_args_is_help=True
+)
+
+
+@app.command()
+def up(
+    config: Annotated[Path, typer.Option(help="Configuration file.")] = Path(DEFAULT_CONFIG),
+    host: Annotated[str | None, typer.Option(help="Address to bind (overrides the file).")] = None,
+    flight_port: Annotated[
+        int | None, typer.Option(help="Arrow Flight port; 0 picks a free one.")
+    ] = None,
+    http_port: Annotated[
+        int | None, typer.Option(help="HTTP/WebSocket port; 0 picks a free one.")
+    ] = None,
+) -> None:
+    """Start the gateway: Flight for CLIs, WebSocket + HTTP and the dashboard for browsers."""
+    from streamkit.gateway import make_gateway
+
+    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s", stream=sys.stderr)
+    try:
+        settings = load(config, host=host, flight_port=flight_port, http_port=http_port)
+    except ConfigError as exc:
+        typer.echo(f"streamkit: {exc}", err=True)
+        raise typer.Exit(1) from None
+    try:
+        gateway = make_gateway(settings)
+    except Exception as exc:  # e.g. a port in use
+        typer.echo(f"streamkit: cannot start the gateway: {exc}", err=True)
+        raise typer.Exit(1) from None
+    tenants = ", ".join(settings.tenants)
+    typer.echo(f"gateway up: tenants {tenants}", err=True)
+    typer.echo(f"  dashboard  {gateway.http_url}/", err=True)
+    typer.echo(f"  flight     {gateway.flight_url}", err=True)
+    run_until_signal([gateway.stop])

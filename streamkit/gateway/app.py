@@ -1,0 +1,142 @@
+"""The gateway: Flight and HTTP/WebSocket listeners over the tenants' connectors."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pyarrow.flight as flight
+from aiohttp import web
+
+from streamkit import errors
+from streamkit.config import GatewayConfig
+from streamkit.gateway.flight_service import GatewayFlightServer
+from streamkit.gateway.http_service import make_http_app
+from streamkit.gateway.upstream import Upstreams
+
+log = logging.getLogger("streamkit.gateway")
+
+STREAM_THREADS = 128  # blocking upstream reads of WebSocket/HTTP streams
+
+
+class Gateway:
+    """Start with :func:`make_gateway`; ``stop()`` (or ``with``) shuts everything down."""
+
+    def __init__(self, config: GatewayConfig) -> None:
+        self.config = config
+        self.pool = ThreadPoolExecutor(STREAM_THREADS, thread_name_prefix="streamkit-stream")
+        self.upstreams = Upstreams(config)
+        self.flight: GatewayFlightServer | None = None
+        self.http_port = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._runner: web.AppRunner | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def flight_port(self) -> int:
+        assert self.flight is not None
+        return self.flight.port
+
+    @property
+    def flight_url(self) -> str:
+        return f"grpc://{self.config.host}:{self.flight_port}"
+
+    @property
+    def http_url(self) -> str:
+        return f"http://{self.config.host}:{self.http_port}"
+
+    def start(self) -> Gateway:
+        try:
+            self.flight = GatewayFlightServer(
+                self.upstreams, f"grpc://{self.config.host}:{self.config.flight_port}"
+            )
+            self._start_http()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start_http(self) -> None:
+        ready = threading.Event()
+        failure: list[BaseException] = []
+        self._loop = asyncio.new_event_loop()
+
+        async def serve() -> None:
+            self._runner = web.AppRunner(make_http_app(self), access_log=None, shutdown_timeout=1.0)
+            await self._runner.setup()
+            site = web.TCPSite(self._runner, self.config.host, self.config.http_port)
+            await site.start()
+            self.http_port = self._runner.addresses[0][1]
+
+        def run() -> None:
+            asyncio.set_event_loop(self._loop)
+            try:
+                self._loop.run_until_complete(serve())
+            except BaseException as exc:
+                failure.append(exc)
+                ready.set()
+                return
+            ready.set()
+            self._loop.run_forever()
+
+        self._thread = threading.Thread(target=run, name="streamkit-http", daemon=True)
+        self._thread.start()
+        ready.wait()
+        if failure:
+            raise failure[0]
+
+    def list_datasets(self) -> list[dict[str, Any]]:
+        """Every tenant's datasets as the WebSocket ``datasets`` message lists them."""
+        out = []
+        for tenant in self.upstreams.tenants.values():
+            try:
+                infos = self.upstreams.list_flights(tenant)
+            except flight.FlightError as exc:
+                log.warning("listing skips tenant %s: %s", tenant.name, errors.clean_message(exc))
+                continue
+            for info in infos:
+                out.append(
+                    {
+                        "tenant": tenant.name,
+                        "dataset": info.descriptor.path[0].decode(),
+                        "rows": info.total_records,
+                        "bytes": info.total_bytes,
+                        "schema": [{"name": f.name, "type": str(f.type)} for f in info.schema],
+                    }
+                )
+        return out
+
+    def stop(self) -> None:
+        """Stop accepting, end open streams, release the connectors. Safe to call twice."""
+        if self.flight is not None:
+            self.flight.stop()
+        if self._loop is not None and self._runner is not None:
+            future = asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop)
+            try:
+                future.result(5)
+            except Exception:
+                log.debug("http shutdown did not finish cleanly", exc_info=True)
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            if self._thread is not None:
+                self._thread.join(5)
+            self._loop = None
+        if self.flight is not None:
+            self.flight.shutdown()
+            self.flight = None
+        self.upstreams.close()
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+    def __enter__(self) -> Gateway:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def make_gateway(config: GatewayConfig) -> Gateway:
+    """Build and start a gateway (ports 0 in ``config`` pick free ports)."""
+    return Gateway(config).start()

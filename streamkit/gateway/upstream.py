@@ -1,0 +1,153 @@
+"""The gateway's side of each tenant's connector: one reusable Flight client per tenant,
+embedded connectors for ``path`` tenants, and upstream errors turned into the contract's.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pyarrow.flight as flight
+
+from streamkit import errors
+from streamkit.config import GatewayConfig, TenantConfig
+from streamkit.connector import ConnectorServer
+from streamkit.query import Query
+
+log = logging.getLogger("streamkit.gateway")
+
+CONNECT_TIMEOUT_MS = 3000
+METADATA_TIMEOUT_S = 15.0
+# gRPC waits up to two minutes between reconnect attempts by default; a restarted connector
+# should be served again within about a second. The minimum backoff is also the connect timeout.
+_CHANNEL_OPTIONS = [
+    ("grpc.min_reconnect_backoff_ms", CONNECT_TIMEOUT_MS),
+    ("grpc.initial_reconnect_backoff_ms", 200),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+    ("grpc.keepalive_time_ms", 30_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+]
+
+
+@dataclass
+class Tenant:
+    config: TenantConfig
+    location: str
+    client: flight.FlightClient
+    embedded: ConnectorServer | None = None
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+
+class Upstreams:
+    def __init__(self, config: GatewayConfig) -> None:
+        self.tenants: dict[str, Tenant] = {}
+        try:
+            for name, tenant_config in config.tenants.items():
+                embedded = None
+                location = tenant_config.connector
+                if tenant_config.path is not None:
+                    embedded = ConnectorServer(str(tenant_config.path), "grpc://127.0.0.1:0")
+                    location = f"grpc://127.0.0.1:{embedded.port}"
+                assert location is not None
+                client = flight.connect(location, generic_options=_CHANNEL_OPTIONS)
+                self.tenants[name] = Tenant(tenant_config, location, client, embedded)
+        except BaseException:
+            self.close()
+            raise
+
+    def tenant(self, name: str | None) -> Tenant:
+        tenant = self.tenants.get(name or "")
+        if tenant is None:
+            raise errors.not_found(f"tenant {name!r}")
+        return tenant
+
+    def get_flight_info(self, query: Query) -> flight.FlightInfo:
+        tenant = self.tenant(query.tenant)
+        upstream = Query(dataset=query.dataset, columns=query.columns, limit=query.limit)
+        with _upstream_errors(tenant):
+            return tenant.client.get_flight_info(
+                upstream.to_descriptor(), _options(METADATA_TIMEOUT_S)
+            )
+
+    def list_flights(self, tenant: Tenant) -> list[flight.FlightInfo]:
+        with _upstream_errors(tenant):
+            return list(tenant.client.list_flights(b"", _options(METADATA_TIMEOUT_S)))
+
+    def do_get(self, query: Query) -> flight.FlightStreamReader:
+        """Open the upstream stream; no call deadline, as streams may run for a long time."""
+        tenant = self.tenant(query.tenant)
+        upstream = Query(dataset=query.dataset, columns=query.columns, limit=query.limit)
+        with _upstream_errors(tenant):
+            return tenant.client.do_get(upstream.to_ticket())
+
+    def health(self) -> dict[str, dict]:
+        report = {}
+        for name, tenant in self.tenants.items():
+            started = time.perf_counter()
+            try:
+                datasets = len(self.list_flights(tenant))
+                report[name] = {
+                    "reachable": True,
+                    "latency_ms": round((time.perf_counter() - started) * 1000, 2),
+                    "datasets": datasets,
+                }
+            except flight.FlightError as exc:
+                report[name] = {"reachable": False, "error": errors.clean_message(exc)}
+        return report
+
+    def close(self) -> None:
+        for tenant in self.tenants.values():
+            tenant.client.close()
+            if tenant.embedded is not None:
+                tenant.embedded.stop()
+                tenant.embedded.shutdown()
+        self.tenants.clear()
+
+
+def _options(timeout: float | None) -> flight.FlightCallOptions:
+    return flight.FlightCallOptions(timeout=timeout)
+
+
+class _upstream_errors:
+    """Re-raise upstream failures as clean contract errors that name the tenant."""
+
+    def __init__(self, tenant: Tenant) -> None:
+        self.tenant = tenant
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind, exc, tb) -> bool:
+        if exc is None or not isinstance(exc, Exception):
+            return False
+        raise upstream_error(self.tenant.name, exc) from None
+
+
+def upstream_error(tenant: str, exc: BaseException) -> flight.FlightError:
+    message = errors.clean_message(exc)
+    if isinstance(exc, flight.FlightUnavailableError | flight.FlightTimedOutError):
+        if message.startswith(("rate limited:", "lagging:")):
+            return flight.FlightUnavailableError(message)
+        log.warning("tenant %s: connector unreachable: %s", tenant, message)
+        return errors.unavailable(f"the connector of tenant {tenant!r} is unreachable")
+    if isinstance(exc, flight.FlightUnauthenticatedError | flight.FlightUnauthorizedError):
+        log.warning("tenant %s: connector refused the gateway: %s", tenant, message)
+        return errors.unavailable(f"the connector of tenant {tenant!r} refused the gateway")
+    if isinstance(exc, flight.FlightCancelledError):
+        return flight.FlightCancelledError(message)
+    if message.startswith(("not found:", "invalid:")):
+        return flight.FlightServerError(message)
+    return flight.FlightServerError(f"invalid: tenant {tenant!r}: {message}")
+
+
+def iter_chunks(reader: flight.FlightStreamReader) -> Iterator[flight.FlightStreamChunk]:
+    while True:
+        try:
+            yield reader.read_chunk()
+        except StopIteration:
+            return
