@@ -123,6 +123,8 @@ class Gateway:
             self._loop.call_soon_threadsafe(self._loop.stop)
             if self._thread is not None:
                 self._thread.join(5)
+            if not self._loop.is_running():
+                self._loop.close()
             self._loop = None
         if self.flight is not None:
             self.flight.shutdown()
