@@ -14,8 +14,10 @@ BATCH = pa.record_batch({f"c{i}": pa.array([float(i)] * 50_000) for i in range(8
 
 
 class SyntheticConnector(flight.FlightServerBase):
-    def __init__(self, batches: int = 1000) -> None:
+    def __init__(self, batches: int = 1000, stall_after: int | None = None) -> None:
         self.batches = batches
+        self.stall_after = stall_after
+        self.release = threading.Event()  # a stalled stream goes on once this is set
         self.produced = 0
         self.finished = threading.Event()
         super().__init__("grpc://127.0.0.1:0")
@@ -36,6 +38,10 @@ class SyntheticConnector(flight.FlightServerBase):
     def get_flight_info(self, context, descriptor):
         return self._info("synthetic")
 
+    def shutdown(self) -> None:
+        self.release.set()
+        super().shutdown()
+
     def do_get(self, context, ticket):
         self.finished.clear()
         self.produced = 0
@@ -45,6 +51,9 @@ class SyntheticConnector(flight.FlightServerBase):
                 for _ in range(self.batches):
                     if context.is_cancelled():
                         return
+                    if self.produced == self.stall_after:
+                        while not self.release.wait(0.05) and not context.is_cancelled():
+                            pass
                     self.produced += 1
                     yield BATCH
             finally:

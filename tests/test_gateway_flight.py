@@ -184,3 +184,24 @@ def test_slow_client_does_not_make_the_gateway_buffer(client_for):
             reader.cancel()
     finally:
         upstream.shutdown()
+
+
+def test_stalled_upstream_is_cancelled_after_the_idle_time(client_for):
+    upstream = SyntheticConnector(batches=10, stall_after=2)
+    try:
+        with running_gateway(
+            {"syn": f"grpc://127.0.0.1:{upstream.port}"}, idle_timeout=1.0
+        ) as gateway:
+            client = client_for(gateway.flight)
+            reader = client.do_get(flight.Ticket(b'{"tenant": "syn", "dataset": "synthetic"}'))
+            with pytest.raises(flight.FlightUnavailableError, match="made no progress for 1 s"):
+                reader.read_all()
+            wait_for(upstream.finished.is_set, 15, "the stalled upstream to be cancelled")
+            # Long healthy streams are not cut: no whole-call deadline.
+            upstream.stall_after = None
+            table = client.do_get(
+                flight.Ticket(b'{"tenant": "syn", "dataset": "synthetic"}')
+            ).read_all()
+            assert table.num_rows == 10 * 50_000
+    finally:
+        upstream.shutdown()

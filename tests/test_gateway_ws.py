@@ -159,7 +159,9 @@ def test_closing_the_socket_mid_query_cancels_upstream(synthetic):
 
 def test_slow_websocket_reader_levels_off_upstream(synthetic):
     gateway, upstream = synthetic
-    with connect(ws_url(gateway), compression=None, max_size=None, max_queue=4) as ws:
+    with connect(
+        ws_url(gateway), compression=None, max_size=None, max_queue=4, close_timeout=1
+    ) as ws:
         ws.send(json.dumps({"action": "query", "dataset": "synthetic"}))
         assert isinstance(ws.recv(timeout=30), bytes)
         counts: list[int] = []
@@ -203,3 +205,21 @@ def test_http_stream_and_healthz(demo_gateway):
     with pytest.raises(urllib.error.HTTPError) as raised:
         urllib.request.urlopen(f"{base}/../streamkit.toml", timeout=10)
     assert raised.value.code == 404
+
+
+def test_stalled_websocket_query_gets_an_error_after_the_idle_time():
+    upstream = SyntheticConnector(batches=10, stall_after=1)
+    try:
+        with (
+            running_gateway(
+                {"syn": f"grpc://127.0.0.1:{upstream.port}"}, idle_timeout=1.0
+            ) as gateway,
+            open_ws(gateway) as ws,
+        ):
+            frames, reply = run_query(ws, dataset="synthetic", id="slow")
+            assert len(frames) <= 1  # at most the first batch before the stall
+            assert reply["type"] == "error" and reply["code"] == "unavailable"
+            assert "no progress" in reply["message"] and reply["id"] == "slow"
+            wait_for(upstream.finished.is_set, 15, "the stalled upstream to be cancelled")
+    finally:
+        upstream.shutdown()

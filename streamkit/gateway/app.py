@@ -51,7 +51,9 @@ class Gateway:
     def start(self) -> Gateway:
         try:
             self.flight = GatewayFlightServer(
-                self.upstreams, f"grpc://{self.config.host}:{self.config.flight_port}"
+                self.upstreams,
+                f"grpc://{self.config.host}:{self.config.flight_port}",
+                idle_timeout=self.config.idle_timeout,
             )
             self._start_http()
         except BaseException:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -23,10 +24,36 @@ log = logging.getLogger("streamkit.gateway")
 
 
 class GatewayFlightServer(flight.FlightServerBase):
-    def __init__(self, upstreams: Upstreams, location: str | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        upstreams: Upstreams,
+        location: str | None = None,
+        *,
+        idle_timeout: float = 60.0,
+        **kwargs: Any,
+    ) -> None:
         self.upstreams = upstreams
         self.stopping = threading.Event()
+        self.idle_timeout = idle_timeout
+        # Open streams: upstream reader -> when it last delivered a batch.
+        self._progress: dict[flight.FlightStreamReader, float] = {}
+        self._lock = threading.Lock()
         super().__init__(location, **kwargs)
+        threading.Thread(target=self._watch_idle, name="streamkit-idle", daemon=True).start()
+
+    def _watch_idle(self) -> None:
+        """Cancel upstream reads that have delivered nothing for ``idle_timeout`` seconds.
+
+        A whole-call gRPC deadline would also cut healthy long streams, so progress is
+        watched instead; the cancelled read ends the client's stream with an error.
+        """
+        while not self.stopping.wait(min(1.0, self.idle_timeout / 4)):
+            now = time.monotonic()
+            with self._lock:
+                stale = [r for r, t in self._progress.items() if now - t > self.idle_timeout]
+            for reader in stale:
+                log.warning("cancelling a stream idle for %.0f s", self.idle_timeout)
+                reader.cancel()
 
     def _query(self, query: Query) -> Query:
         if query.tenant is None:
@@ -92,11 +119,17 @@ class GatewayFlightServer(flight.FlightServerBase):
         """Pass batches on; when the client goes away, the upstream call is cancelled too."""
         try:
             while not self.stopping.is_set():
+                with self._lock:
+                    self._progress[reader] = time.monotonic()
                 try:
                     chunk = reader.read_chunk()
                 except StopIteration:
                     record.outcome = "ok"
                     return
+                except flight.FlightCancelledError:
+                    raise errors.unavailable(
+                        f"stream of {query.label()!r} made no progress for {self.idle_timeout:g} s"
+                    ) from None
                 except flight.FlightError as exc:
                     raise upstream_error(query.tenant or "", exc) from None
                 record.add(chunk.data.num_rows, chunk.data.nbytes)
@@ -106,6 +139,8 @@ class GatewayFlightServer(flight.FlightServerBase):
             record.outcome = "cancelled"
             raise
         finally:
+            with self._lock:
+                self._progress.pop(reader, None)
             if record.outcome != "ok":
                 reader.cancel()
             record.finish()
