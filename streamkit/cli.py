@@ -5,6 +5,8 @@ from __future__ import annotations
 import typer
 
 from streamkit.commands import connector, gateway
+from streamkit.commands.ls import ls
+from streamkit.commands.query import query
 
 app = typer.Typer(
     help="Stream columnar data files as Apache Arrow, from connectors through a gateway.",
@@ -13,6 +15,8 @@ app = typer.Typer(
 )
 app.add_typer(connector.app, name="connector")
 app.add_typer(gateway.app, name="gateway")
+app.command("ls")(ls)
+app.command("query")(query)
 
 
 def main() -> None:

@@ -1,0 +1,221 @@
+"""Output formats of ``streamkit query``: one writer per format, fed batch by batch.
+
+CSV, Arrow IPC and Parquet go through pyarrow's C++ writers; JSON and NDJSON have no pyarrow
+writer, so rows are encoded per batch (temporal and decimal columns are turned into strings in
+Arrow first). Every writer flushes after each batch: rows reach the reader while the stream
+is still running, and memory stays bounded by one batch (Parquet: one row group).
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import decimal
+import json
+import math
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, BinaryIO, Protocol
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pcsv
+import pyarrow.parquet as pq
+
+PARQUET_ROW_GROUP_BYTES = 64 * 1024 * 1024
+
+
+class Format(StrEnum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+    ndjson = "ndjson"
+    parquet = "parquet"
+    arrow = "arrow"
+
+
+EXTENSIONS = {
+    ".csv": Format.csv,
+    ".json": Format.json,
+    ".ndjson": Format.ndjson,
+    ".jsonl": Format.ndjson,
+    ".parquet": Format.parquet,
+    ".pq": Format.parquet,
+    ".arrow": Format.arrow,
+    ".arrows": Format.arrow,
+    ".ipc": Format.arrow,
+    ".txt": Format.table,
+}
+
+
+def format_for_path(path: Path) -> Format | None:
+    return EXTENSIONS.get(path.suffix.lower())
+
+
+class Writer(Protocol):
+    def write(self, batch: pa.RecordBatch) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def make_writer(fmt: Format, sink: BinaryIO, schema: pa.Schema) -> Writer:
+    if fmt is Format.csv:
+        return CsvWriter(sink, schema)
+    if fmt is Format.json:
+        return JsonWriter(sink, array=True)
+    if fmt is Format.ndjson:
+        return JsonWriter(sink, array=False)
+    if fmt is Format.parquet:
+        return ParquetWriter(sink, schema)
+    if fmt is Format.arrow:
+        return ArrowWriter(sink, schema)
+    raise ValueError(f"no streaming writer for {fmt.value}")
+
+
+class ArrowWriter:
+    """An Arrow IPC stream: ``pyarrow.ipc.open_stream`` reads it back."""
+
+    def __init__(self, sink: BinaryIO, schema: pa.Schema) -> None:
+        self.sink = sink
+        self.writer = pa.ipc.new_stream(pa.PythonFile(sink, mode="w"), schema)
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        self.writer.write_batch(batch)
+        self.sink.flush()
+
+    def close(self) -> None:
+        self.writer.close()
+        self.sink.flush()
+
+
+class ParquetWriter:
+    """Parquet written sequentially (no seeking, so stdout works); row groups up to ~64 MB."""
+
+    def __init__(self, sink: BinaryIO, schema: pa.Schema) -> None:
+        self.sink = sink
+        self.writer = pq.ParquetWriter(pa.PythonFile(sink, mode="w"), schema)
+        self.pending: list[pa.RecordBatch] = []
+        self.pending_bytes = 0
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        self.pending.append(batch)
+        self.pending_bytes += batch.nbytes
+        if self.pending_bytes >= PARQUET_ROW_GROUP_BYTES:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self.pending:
+            self.writer.write_table(pa.Table.from_batches(self.pending))
+            self.sink.flush()
+        self.pending, self.pending_bytes = [], 0
+
+    def close(self) -> None:
+        self._flush()
+        self.writer.close()
+        self.sink.flush()
+
+
+class CsvWriter:
+    """CSV with a header; lists, structs and maps are written as JSON text."""
+
+    def __init__(self, sink: BinaryIO, schema: pa.Schema) -> None:
+        self.sink = sink
+        self.nested = [i for i, f in enumerate(schema) if pa.types.is_nested(f.type)]
+        for i in self.nested:
+            schema = schema.set(i, pa.field(schema.field(i).name, pa.large_string()))
+        self.schema = schema
+        self.writer = pcsv.CSVWriter(pa.PythonFile(sink, mode="w"), schema)
+        self.sink.flush()
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        if self.nested:
+            columns = list(batch.columns)
+            for i in self.nested:
+                columns[i] = pa.array(
+                    [None if v is None else dumps(v) for v in columns[i].to_pylist()],
+                    pa.large_string(),
+                )
+            batch = pa.RecordBatch.from_arrays(columns, schema=self.schema)
+        self.writer.write_batch(batch)
+        self.sink.flush()
+
+    def close(self) -> None:
+        self.writer.close()
+        self.sink.flush()
+
+
+class JsonWriter:
+    """A JSON array of objects (``array=True``) or one object per line (NDJSON)."""
+
+    def __init__(self, sink: BinaryIO, *, array: bool) -> None:
+        self.sink = sink
+        self.array = array
+        self.first = True
+        if array:
+            sink.write(b"[")
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        if batch.num_rows == 0:
+            return
+        lines = [dumps(row) for row in jsonable(batch).to_pylist()]
+        if self.array:
+            text = ("\n" if self.first else ",\n") + ",\n".join(lines)
+        else:
+            text = "\n".join(lines) + "\n"
+        self.first = False
+        self.sink.write(text.encode("utf-8"))
+        self.sink.flush()
+
+    def close(self) -> None:
+        if self.array:
+            self.sink.write(b"]\n" if self.first else b"\n]\n")
+        self.sink.flush()
+
+
+def jsonable(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """Top-level temporal and decimal columns as ISO 8601 / exact decimal strings, in Arrow."""
+    columns, fields, changed = [], [], False
+    for field, column in zip(batch.schema, batch.columns, strict=True):
+        kind = field.type
+        if pa.types.is_timestamp(kind):
+            fmt = "%Y-%m-%dT%H:%M:%S" + ("%Ez" if kind.tz else "")
+            column = pc.strftime(column, format=fmt)
+        elif pa.types.is_temporal(kind) or pa.types.is_decimal(kind):
+            column = column.cast(pa.string())
+        else:
+            columns.append(column)
+            fields.append(field)
+            continue
+        changed = True
+        columns.append(column)
+        fields.append(pa.field(field.name, column.type))
+    return pa.RecordBatch.from_arrays(columns, schema=pa.schema(fields)) if changed else batch
+
+
+def dumps(value: Any) -> str:
+    try:
+        return json.dumps(value, ensure_ascii=False, allow_nan=False, default=_json_default)
+    except ValueError:  # NaN or infinity somewhere: JSON has no spelling for them
+        return json.dumps(_finite(value), ensure_ascii=False, default=_json_default)
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, dt.datetime | dt.date | dt.time):
+        return value.isoformat()
+    if isinstance(value, dt.timedelta):
+        return value.total_seconds()
+    if isinstance(value, decimal.Decimal):
+        return str(value)
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode("ascii")
+    return str(value)

@@ -1,0 +1,292 @@
+"""``streamkit query TENANT/DATASET``: stream a dataset to stdout or a file, batch by batch."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, BinaryIO
+
+import typer
+
+from streamkit.client import (
+    EXIT_CODES_HELP,
+    EXIT_ERROR,
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    ClientError,
+    GatewayClient,
+    parse_target,
+    read_chunks,
+    silence_stdout,
+)
+from streamkit.commands._formats import (
+    Format,
+    Writer,
+    dumps,
+    format_for_path,
+    jsonable,
+    make_writer,
+)
+from streamkit.query import Query
+
+PREVIEW_ROWS = 100
+
+HELP = f"""Stream TENANT/DATASET as table, CSV, JSON, NDJSON, Parquet or Arrow.
+
+Data goes to stdout (or --output FILE), batch by batch: the first rows arrive before the \
+last, and memory stays bounded whatever the dataset size. Progress goes to stderr when it \
+is a terminal. The default format is a table preview on a terminal, CSV when piped.
+
+{EXIT_CODES_HELP}
+"""
+
+
+def query(
+    target: Annotated[str, typer.Argument(metavar="TENANT/DATASET", help="What to read.")],
+    format: Annotated[
+        Format | None,
+        typer.Option(
+            "--format",
+            "-f",
+            case_sensitive=False,
+            help="Output format (default: table on a terminal, csv when piped, or from the"
+            " --output extension).",
+            show_default=False,
+        ),
+    ] = None,
+    columns: Annotated[
+        str | None, typer.Option("--columns", "-c", help="Only these columns: a,b,c.")
+    ] = None,
+    limit: Annotated[
+        int | None, typer.Option("--limit", "-n", min=0, help="At most N rows.")
+    ] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="Write to FILE (replaced when complete), not stdout."),
+    ] = None,
+    gateway: Annotated[
+        str | None,
+        typer.Option(
+            help="Gateway URL (default: $STREAMKIT_GATEWAY or grpc://localhost:8815).",
+            show_default=False,
+        ),
+    ] = None,
+    token: Annotated[
+        str | None,
+        typer.Option(help="Bearer token (default: $STREAMKIT_TOKEN).", show_default=False),
+    ] = None,
+    tls_ca: Annotated[
+        Path | None, typer.Option(help="CA certificate to verify a grpc+tls:// gateway.")
+    ] = None,
+) -> None:
+    to_stdout = output is None or str(output) == "-"
+    fmt = _resolve_format(format, None if to_stdout else output)
+    try:
+        tenant, dataset = parse_target(target)
+        wanted = [c.strip() for c in columns.split(",") if c.strip()] if columns else None
+        if columns is not None and not wanted:
+            raise ClientError("--columns needs at least one column name", EXIT_USAGE)
+        q = Query(
+            dataset=dataset,
+            tenant=tenant,
+            columns=tuple(wanted) if wanted else None,
+            limit=limit,
+        )
+        with GatewayClient(gateway, token=token, tls_ca=tls_ca) as client:
+            if fmt is Format.table:
+                with _sink(None if to_stdout else output) as sink:
+                    _preview(client, q, sink)
+            else:
+                with _sink(None if to_stdout else output) as sink:
+                    _stream(client, q, fmt, sink)
+    except ClientError as exc:
+        typer.echo(f"streamkit: {exc.message}", err=True)
+        raise typer.Exit(exc.exit_code) from None
+    except BrokenPipeError:
+        silence_stdout()
+        raise typer.Exit(0) from None
+    except KeyboardInterrupt:
+        typer.echo("streamkit: interrupted", err=True)
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+
+
+query.__doc__ = HELP
+
+
+def _resolve_format(given: Format | None, output: Path | None) -> Format:
+    if given is not None:
+        return given
+    if output is not None:
+        fmt = format_for_path(output)
+        if fmt is None:
+            typer.echo(
+                f"streamkit: cannot tell the format of {output.name!r} from its extension;"
+                " use --format",
+                err=True,
+            )
+            raise typer.Exit(EXIT_USAGE)
+        return fmt
+    return Format.table if sys.stdout.isatty() else Format.csv
+
+
+@contextmanager
+def _sink(path: Path | None) -> Iterator[BinaryIO]:
+    """stdout, or a temporary file next to ``path`` renamed over it once complete."""
+    if path is None:
+        yield sys.stdout.buffer
+        sys.stdout.buffer.flush()
+        return
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    try:
+        handle = open(partial, "wb")  # noqa: SIM115 - closed below, renamed on success
+    except OSError as exc:
+        raise ClientError(f"cannot write {path}: {exc.strerror}", EXIT_ERROR) from None
+    try:
+        with handle:
+            yield handle
+        os.replace(partial, path)
+    except OSError as exc:
+        raise ClientError(f"cannot write {path}: {exc.strerror}", EXIT_ERROR) from None
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def _stream(client: GatewayClient, q: Query, fmt: Format, sink: BinaryIO) -> None:
+    info, reader = client.open(q)
+    total = info.total_records if info.total_records >= 0 else None
+    writer: Writer | None = None
+    try:
+        with client.errors(), _Progress(q.label(), total) as progress:
+            writer = make_writer(fmt, sink, reader.schema)
+            for batch in read_chunks(reader):
+                writer.write(batch)
+                progress.advance(batch.num_rows, batch.nbytes)
+            writer.close()
+            writer = None
+    finally:
+        if writer is not None:  # interrupted: stop the upstream read too
+            reader.cancel()
+
+
+def _preview(client: GatewayClient, q: Query, sink: BinaryIO) -> None:
+    """The first rows as a rich table; a note on stderr says how many more there are."""
+    from rich.console import Console
+    from rich.table import Table
+
+    info = client.info(q)
+    shown = PREVIEW_ROWS if q.limit is None else min(q.limit, PREVIEW_ROWS)
+    _, reader = client.open(Query(q.dataset, q.tenant, q.columns, shown + 1))
+    rows: list[dict] = []
+    with client.errors():
+        for batch in read_chunks(reader):
+            rows.extend(jsonable(batch).to_pylist())
+            if len(rows) > shown:
+                reader.cancel()
+                break
+    more = len(rows) > shown and shown < (q.limit if q.limit is not None else shown + 1)
+    rows = rows[:shown]
+    table = Table(show_lines=False, header_style="bold", row_styles=["", "dim"])
+    for field in reader.schema:
+        table.add_column(
+            f"{field.name}\n[dim]{field.type}[/dim]", overflow="ellipsis", no_wrap=True
+        )
+    for row in rows:
+        table.add_row(*(_cell(v) for v in row.values()))
+    text = _TextSink(sink)
+    console = Console(file=text, force_terminal=sys.stdout.isatty() and text.is_stdout)
+    console.print(table)
+    total = info.total_records
+    if more:
+        of = f" of {total:,}" if total >= 0 else ""
+        typer.echo(
+            f"showing the first {shown:,}{of} rows; use --format csv (or another format)"
+            " or --output FILE for all of them",
+            err=True,
+        )
+    else:
+        typer.echo(f"{len(rows):,} rows", err=True)
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return "[dim italic]null[/]"
+    if isinstance(value, dict | list):
+        value = dumps(value)
+    from rich.markup import escape
+
+    return escape(str(value))
+
+
+class _TextSink:
+    """A text file over a binary sink, for rich."""
+
+    def __init__(self, sink: BinaryIO) -> None:
+        self.sink = sink
+        self.is_stdout = sink is sys.stdout.buffer
+
+    def write(self, text: str) -> int:
+        self.sink.write(text.encode("utf-8"))
+        return len(text)
+
+    def flush(self) -> None:
+        self.sink.flush()
+
+    def isatty(self) -> bool:
+        return self.is_stdout and sys.stdout.isatty()
+
+
+class _Progress:
+    """Rows, MB and MB/s on stderr, only when stderr is a terminal."""
+
+    def __init__(self, label: str, total_rows: int | None) -> None:
+        self.label = label
+        self.total = total_rows
+        self.enabled = sys.stderr.isatty()
+        self.rows = 0
+        self.bytes = 0
+        self.started = time.perf_counter()
+        self._progress = None
+        self._task = None
+
+    def __enter__(self) -> _Progress:
+        if self.enabled:
+            from rich.console import Console
+            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self._progress = Progress(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                TextColumn("{task.completed:,.0f} rows  {task.fields[mb]:.1f} MB"),
+                TextColumn("{task.fields[rate]:.1f} MB/s"),
+                TimeElapsedColumn(),
+                console=Console(stderr=True),
+                transient=True,
+            )
+            self._progress.start()
+            self._task = self._progress.add_task(self.label, total=self.total, mb=0.0, rate=0.0)
+        return self
+
+    def advance(self, rows: int, nbytes: int) -> None:
+        self.rows += rows
+        self.bytes += nbytes
+        if self._progress is not None:
+            elapsed = max(time.perf_counter() - self.started, 1e-9)
+            mb = self.bytes / 1e6
+            self._progress.update(self._task, completed=self.rows, mb=mb, rate=mb / elapsed)
+
+    def __exit__(self, kind: type | None, *exc: object) -> None:
+        if self._progress is None:
+            return
+        self._progress.stop()
+        if kind is None:
+            elapsed = time.perf_counter() - self.started
+            mb = self.bytes / 1e6
+            print(
+                f"{self.label}: {self.rows:,} rows, {mb:.1f} MB in {elapsed:.2f} s"
+                f" ({mb / max(elapsed, 1e-9):.1f} MB/s)",
+                file=sys.stderr,
+            )
