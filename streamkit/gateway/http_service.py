@@ -12,6 +12,7 @@ from aiohttp import web
 
 from streamkit import errors
 from streamkit.gateway.requests_log import RequestRecord
+from streamkit.gateway.upstream import read_batch
 from streamkit.gateway.ws_session import MAX_MESSAGE_BYTES, WsSession
 from streamkit.ipc_frames import IpcFramer
 from streamkit.query import Query
@@ -95,7 +96,7 @@ async def stream(request: web.Request) -> web.StreamResponse:
         await response.prepare(request)
         while True:
             chunk = await asyncio.wait_for(
-                loop.run_in_executor(gateway.pool, _read_chunk, reader), gateway.config.idle_timeout
+                loop.run_in_executor(gateway.pool, read_batch, reader), gateway.config.idle_timeout
             )
             if chunk is None:
                 break
@@ -122,13 +123,6 @@ async def stream(request: web.Request) -> web.StreamResponse:
         if isinstance(exc, asyncio.CancelledError):
             raise
         return response
-
-
-def _read_chunk(reader: flight.FlightStreamReader):
-    try:
-        return reader.read_chunk().data
-    except StopIteration:
-        return None
 
 
 async def static_file(request: web.Request) -> web.StreamResponse:

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 
+import pyarrow as pa
 import pyarrow.flight as flight
 
 from streamkit import errors
@@ -145,9 +145,9 @@ def upstream_error(tenant: str, exc: BaseException) -> flight.FlightError:
     return flight.FlightServerError(f"invalid: tenant {tenant!r}: {message}")
 
 
-def iter_chunks(reader: flight.FlightStreamReader) -> Iterator[flight.FlightStreamChunk]:
-    while True:
-        try:
-            yield reader.read_chunk()
-        except StopIteration:
-            return
+def read_batch(reader: flight.FlightStreamReader) -> pa.RecordBatch | None:
+    """The next upstream batch, or None at the end (blocking: run it in a worker thread)."""
+    try:
+        return reader.read_chunk().data
+    except StopIteration:
+        return None

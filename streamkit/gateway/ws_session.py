@@ -17,6 +17,7 @@ from aiohttp import WSMsgType, web
 
 from streamkit import errors
 from streamkit.gateway.requests_log import RequestRecord
+from streamkit.gateway.upstream import read_batch
 from streamkit.ipc_frames import IpcFramer
 from streamkit.query import Query
 
@@ -141,7 +142,7 @@ class WsSession:
             while not self.cancelled:
                 try:
                     chunk = await asyncio.wait_for(
-                        loop.run_in_executor(pool, _read_chunk, self.reader), idle
+                        loop.run_in_executor(pool, read_batch, self.reader), idle
                     )
                 except flight.FlightError:
                     if self.cancelled:  # our own cancel interrupted the read
@@ -192,10 +193,3 @@ class WsSession:
             await self.send_error(
                 query_id, errors.INTERNAL, f"internal error: {type(exc).__name__}"
             )
-
-
-def _read_chunk(reader: flight.FlightStreamReader):
-    try:
-        return reader.read_chunk().data
-    except StopIteration:
-        return None
