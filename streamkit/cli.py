@@ -7,6 +7,7 @@ import typer
 from streamkit.commands import connector, gateway
 from streamkit.commands.ls import ls
 from streamkit.commands.query import query
+from streamkit.commands.tui import tui
 
 app = typer.Typer(
     help="Stream columnar data files as Apache Arrow, from connectors through a gateway.",
@@ -17,6 +18,7 @@ app.add_typer(connector.app, name="connector")
 app.add_typer(gateway.app, name="gateway")
 app.command("ls")(ls)
 app.command("query")(query)
+app.command("tui")(tui)
 
 
 def main() -> None:

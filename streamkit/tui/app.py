@@ -1,0 +1,239 @@
+"""The streamkit TUI: browse the gateway's datasets and watch one stream in, live.
+
+Blocking Flight calls run in thread workers that post messages (``messages.py``); the
+stream's batches are summarised in the worker by a ``StreamAccumulator`` and drawn here at
+most ``FRAME_RATE`` times a second, however fast they arrive.
+"""
+
+from __future__ import annotations
+
+import time
+
+from textual import on, work
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.timer import Timer
+from textual.widgets import Footer, Header, Tree
+
+from streamkit.tui.flight_data import (
+    DatasetEntry,
+    DatasetStream,
+    describe_error,
+    list_datasets,
+    resolve_gateway,
+)
+from streamkit.tui.messages import (
+    BatchesReceived,
+    DatasetsListed,
+    ListingFailed,
+    StreamEnded,
+    StreamFailed,
+    StreamStarted,
+)
+from streamkit.tui.series import StreamAccumulator
+from streamkit.tui.widgets.catalog import DatasetTree
+from streamkit.tui.widgets.charts import ColumnCharts
+from streamkit.tui.widgets.latest_rows import LatestRows
+from streamkit.tui.widgets.status import (
+    CANCELLED,
+    DONE,
+    FAILED,
+    RUNNING,
+    Notice,
+    StreamStatus,
+)
+
+FRAME_RATE = 30
+"""At most this many redraws of a stream per second."""
+
+
+class StreamkitApp(App[None]):
+    CSS_PATH = "streamkit.tcss"
+    TITLE = "streamkit"
+    BINDINGS = [  # noqa: RUF012 (Textual's own convention)
+        Binding("enter", "stream", "Stream"),
+        Binding("c", "cancel", "Cancel"),
+        Binding("r", "refresh", "Refresh"),
+        Binding("q", "quit", "Quit"),
+    ]
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (110, "-wide")]  # noqa: RUF012
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (40, "-tall")]  # noqa: RUF012
+
+    def __init__(self, gateway: str) -> None:
+        super().__init__()
+        self.gateway = gateway
+        self._stream: DatasetStream | None = None
+        self._stream_id = 0
+        self._accumulator: StreamAccumulator | None = None
+        self._last_draw = 0.0
+        self._draw_timer: Timer | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Horizontal(id="body"):
+            yield DatasetTree(id="catalog")
+            with Vertical(id="main"):
+                yield Notice(id="notice")
+                yield StreamStatus(id="status")
+                yield ColumnCharts(id="charts")
+                yield LatestRows(id="rows")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.sub_title = self.gateway
+        self.query_one(Notice).clear()
+        self.query_one(DatasetTree).focus()
+        self.load_datasets()
+
+    # Datasets ---------------------------------------------------------------------------
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="catalog")
+    def load_datasets(self) -> None:
+        try:
+            entries = list_datasets(self.gateway)
+        except Exception as exc:
+            self.post_message(ListingFailed(describe_error(exc, self.gateway)))
+        else:
+            self.post_message(DatasetsListed(entries))
+
+    def action_refresh(self) -> None:
+        self.query_one(DatasetTree).border_subtitle = "loading…"
+        self.load_datasets()
+
+    @on(DatasetsListed)
+    def show_datasets(self, message: DatasetsListed) -> None:
+        notice = self.query_one(Notice)
+        notice.clear()
+        self.query_one(DatasetTree).show_datasets(message.entries)
+        if not message.entries:
+            notice.show_error(f"the gateway at {self.gateway} has no datasets", "r refreshes")
+
+    @on(ListingFailed)
+    def show_listing_error(self, message: ListingFailed) -> None:
+        self.query_one(DatasetTree).show_unreachable()
+        self.query_one(Notice).show_error(message.error, "press r to retry")
+
+    @on(Tree.NodeHighlighted, "#catalog")
+    def preview_dataset(self, event: Tree.NodeHighlighted) -> None:
+        if isinstance(event.node.data, DatasetEntry):
+            self.query_one(StreamStatus).preview(event.node.data)
+
+    @on(Tree.NodeSelected, "#catalog")
+    def select_dataset(self, event: Tree.NodeSelected) -> None:
+        if isinstance(event.node.data, DatasetEntry):
+            self.start_stream(event.node.data)
+
+    # Streaming --------------------------------------------------------------------------
+
+    def action_stream(self) -> None:
+        entry = self.query_one(DatasetTree).selected_dataset()
+        if entry is None:
+            self.notify("Pick a dataset first.", severity="warning")
+            return
+        self.start_stream(entry)
+
+    def start_stream(self, entry: DatasetEntry) -> None:
+        self._stop_stream()
+        self._stream_id += 1
+        self._stream = DatasetStream(self.gateway, entry.tenant, entry.dataset)
+        self._accumulator = None
+        self.query_one(Notice).clear()
+        self.query_one(StreamStatus).start(entry)
+        self.query_one(ColumnCharts).remove_children()
+        self.query_one(LatestRows).clear(columns=True)
+        self.run_stream(self._stream, self._stream_id)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="stream")
+    def run_stream(self, stream: DatasetStream, stream_id: int) -> None:
+        try:
+            accumulator = StreamAccumulator(stream.open())
+            self.post_message(StreamStarted(stream_id, accumulator))
+            for batch in stream.batches():
+                if accumulator.add(batch):
+                    self.post_message(BatchesReceived(stream_id))
+            self.post_message(StreamEnded(stream_id, cancelled=stream.cancelled))
+        except Exception as exc:
+            if stream.cancelled:
+                self.post_message(StreamEnded(stream_id, cancelled=True))
+            else:
+                self.post_message(StreamFailed(stream_id, describe_error(exc, self.gateway)))
+        finally:
+            stream.close()
+
+    @on(StreamStarted)
+    def stream_started(self, message: StreamStarted) -> None:
+        if message.stream_id != self._stream_id:
+            return
+        self._accumulator = message.accumulator
+        schema = message.accumulator.schema
+        self.query_one(ColumnCharts).set_columns(message.accumulator.chart_columns)
+        self.query_one(LatestRows).set_columns(schema.names)
+
+    @on(BatchesReceived)
+    def batches_received(self, message: BatchesReceived) -> None:
+        if message.stream_id != self._stream_id or self._draw_timer is not None:
+            return
+        wait = self._last_draw + 1 / FRAME_RATE - time.monotonic()
+        if wait <= 0:
+            self._draw()
+        else:
+            self._draw_timer = self.set_timer(wait, self._draw)
+
+    def _draw(self) -> None:
+        """Show the stream as it is now: stats, sparklines, latest rows."""
+        self._draw_timer = None
+        if self._accumulator is None:
+            return
+        self._last_draw = time.monotonic()
+        snapshot = self._accumulator.snapshot()
+        self.query_one(StreamStatus).update_stats(snapshot)
+        self.query_one(ColumnCharts).show(snapshot.charts)
+        self.query_one(LatestRows).show(snapshot.latest_rows)
+
+    @on(StreamEnded)
+    def stream_ended(self, message: StreamEnded) -> None:
+        if message.stream_id != self._stream_id:
+            return
+        self._finish(CANCELLED if message.cancelled else DONE)
+
+    @on(StreamFailed)
+    def stream_failed(self, message: StreamFailed) -> None:
+        if message.stream_id != self._stream_id:
+            return
+        self._finish(FAILED)
+        self.query_one(Notice).show_error(message.error, "enter retries, r refreshes the list")
+
+    def _finish(self, state: str) -> None:
+        if self._draw_timer is not None:
+            self._draw_timer.stop()
+        self._draw()
+        self._stream = None
+        self.query_one(StreamStatus).finish(state)
+
+    def action_cancel(self) -> None:
+        if self._stream is None or self.query_one(StreamStatus).state not in RUNNING:
+            self.notify("Nothing is streaming.", severity="information")
+            return
+        self.query_one(StreamStatus).cancelling()
+        self._stream.cancel()
+
+    def _stop_stream(self) -> None:
+        if self._stream is not None:
+            self._stream.cancel()
+            self._stream = None
+        if self._draw_timer is not None:
+            self._draw_timer.stop()
+            self._draw_timer = None
+
+    async def action_quit(self) -> None:
+        self._stop_stream()
+        self.exit()
+
+    def on_unmount(self) -> None:
+        self._stop_stream()
+
+
+def make_tui(gateway: str | None = None) -> StreamkitApp:
+    """The app for ``gateway`` (``--gateway``, else ``$STREAMKIT_GATEWAY``, else the default)."""
+    return StreamkitApp(resolve_gateway(gateway))

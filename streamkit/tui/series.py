@@ -1,0 +1,192 @@
+"""Bounded summaries of a stream of record batches, for the TUI to draw (no Textual here).
+
+However long a stream runs, memory stays bounded: each numeric column keeps at most
+``capacity`` points, each the mean of ``stride`` rows; when the points fill up, neighbours
+merge and the stride doubles, so the series always covers the whole stream so far. Rows are
+only touched through pyarrow compute kernels, never in a Python per-row loop.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+MAX_CHARTS = 6
+"""At most this many numeric columns get a sparkline."""
+SERIES_CAPACITY = 256
+"""Points kept per column; more than any terminal is wide."""
+LATEST_ROWS = 20
+"""Rows kept for the table of latest rows."""
+
+
+def is_numeric(data_type: pa.DataType) -> bool:
+    return (
+        pa.types.is_integer(data_type)
+        or pa.types.is_floating(data_type)
+        or pa.types.is_decimal(data_type)
+    )
+
+
+def numeric_columns(schema: pa.Schema, limit: int = MAX_CHARTS) -> list[int]:
+    """The indices of the first ``limit`` numeric columns of ``schema``."""
+    return [i for i, field in enumerate(schema) if is_numeric(field.type)][:limit]
+
+
+class Series:
+    """One column's values: a downsampled series plus exact latest, min and max."""
+
+    def __init__(self, capacity: int = SERIES_CAPACITY) -> None:
+        if capacity < 2:
+            raise ValueError("a series needs room for at least two points")
+        self.capacity = capacity
+        self.points: list[float] = []
+        self.stride = 1  # rows per point
+        self._pending_sum = 0.0  # the bucket being filled
+        self._pending_count = 0
+        self.count = 0
+        self.latest: float | None = None
+        self.minimum: float | None = None
+        self.maximum: float | None = None
+
+    def add(self, column: pa.Array | pa.ChunkedArray) -> None:
+        """Add a batch's column; nulls, NaN and infinities are skipped."""
+        values = pc.cast(column, pa.float64())
+        values = values.filter(pc.is_finite(values))  # null -> dropped
+        if isinstance(values, pa.ChunkedArray):
+            values = values.combine_chunks()
+        if len(values) == 0:
+            return
+        self.count += len(values)
+        self.latest = values[-1].as_py()
+        low_high = pc.min_max(values)
+        low, high = low_high["min"].as_py(), low_high["max"].as_py()
+        self.minimum = low if self.minimum is None else min(self.minimum, low)
+        self.maximum = high if self.maximum is None else max(self.maximum, high)
+        while len(self.points) + (self._pending_count + len(values)) // self.stride > (
+            self.capacity
+        ):
+            self._compact()
+        self._append(values)
+
+    def _append(self, values: pa.Array) -> None:
+        fill = min(self.stride - self._pending_count, len(values))
+        self._pending_sum += _sum(values.slice(0, fill))
+        self._pending_count += fill
+        if self._pending_count == self.stride:
+            self.points.append(self._pending_sum / self.stride)
+            self._pending_sum, self._pending_count = 0.0, 0
+        rest = values.slice(fill)
+        if len(rest) == 0:
+            return
+        whole = len(rest) // self.stride
+        if whole:
+            # Bucket sums as differences of the running sum at each bucket's end.
+            ends = pa.array(range(self.stride - 1, whole * self.stride, self.stride))
+            totals = pc.take(pc.cumulative_sum(rest.slice(0, whole * self.stride)), ends)
+            previous = 0.0
+            for total in totals.to_pylist():
+                self.points.append((total - previous) / self.stride)
+                previous = total
+        tail = rest.slice(whole * self.stride)
+        self._pending_sum, self._pending_count = _sum(tail), len(tail)
+
+    def _compact(self) -> None:
+        """Merge neighbouring points; the stride doubles."""
+        points = self.points
+        merged = [(points[i] + points[i + 1]) / 2 for i in range(0, len(points) - 1, 2)]
+        if len(points) % 2:  # the odd last point joins the bucket being filled
+            self._pending_sum += points[-1] * self.stride
+            self._pending_count += self.stride
+        self.points = merged
+        self.stride *= 2
+
+    def values(self) -> tuple[float, ...]:
+        """The points, plus the bucket being filled so the newest rows show up at once."""
+        if self._pending_count:
+            return (*self.points, self._pending_sum / self._pending_count)
+        return tuple(self.points)
+
+
+def _sum(values: pa.Array) -> float:
+    if len(values) == 0:
+        return 0.0
+    return pc.sum(values).as_py() or 0.0
+
+
+@dataclass(frozen=True)
+class ColumnSummary:
+    name: str
+    points: tuple[float, ...]
+    latest: float | None
+    minimum: float | None
+    maximum: float | None
+
+
+@dataclass(frozen=True)
+class StreamSnapshot:
+    """What the screen shows of a stream at one moment; immutable, safe to hand across threads."""
+
+    rows: int
+    batches: int
+    bytes: int
+    charts: tuple[ColumnSummary, ...]
+    column_names: tuple[str, ...]
+    latest_rows: tuple[tuple[object, ...], ...]
+
+
+class StreamAccumulator:
+    """Batches go in from a worker thread; snapshots come out on the UI thread.
+
+    ``add`` returns True when the UI should be told (the first change since the last
+    ``snapshot``), so at most one notification is in flight however fast batches arrive.
+    """
+
+    def __init__(self, schema: pa.Schema, *, capacity: int = SERIES_CAPACITY) -> None:
+        self.schema = schema
+        self._lock = threading.Lock()
+        self._series = {index: Series(capacity) for index in numeric_columns(schema)}
+        self._tail = schema.empty_table()
+        self._notified = False
+        self.rows = 0
+        self.batches = 0
+        self.bytes = 0
+
+    @property
+    def chart_columns(self) -> list[str]:
+        """The columns that get a sparkline."""
+        return [self.schema.field(index).name for index in self._series]
+
+    def add(self, batch: pa.RecordBatch) -> bool:
+        with self._lock:
+            self.rows += batch.num_rows
+            self.batches += 1
+            self.bytes += batch.nbytes
+            for index, series in self._series.items():
+                series.add(batch.column(index))
+            if batch.num_rows:
+                recent = batch.slice(max(0, batch.num_rows - LATEST_ROWS))
+                tail = pa.concat_tables([self._tail, pa.Table.from_batches([recent])])
+                self._tail = tail.slice(max(0, tail.num_rows - LATEST_ROWS))
+            tell, self._notified = not self._notified, True
+            return tell
+
+    def snapshot(self) -> StreamSnapshot:
+        with self._lock:
+            self._notified = False
+            columns = [column.to_pylist() for column in self._tail.columns]
+            return StreamSnapshot(
+                rows=self.rows,
+                batches=self.batches,
+                bytes=self.bytes,
+                charts=tuple(
+                    ColumnSummary(
+                        self.schema.field(i).name, s.values(), s.latest, s.minimum, s.maximum
+                    )
+                    for i, s in self._series.items()
+                ),
+                column_names=tuple(self.schema.names),
+                latest_rows=tuple(zip(*columns, strict=True)) if columns else (),
+            )
