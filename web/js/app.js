@@ -1,0 +1,471 @@
+// The dashboard: wires the connection, pickers, query runs, progress, chart and table.
+
+import { describeFields, defaultSeries, defaultX, KIND, isTemporal } from "./columns.js";
+import { Connection, GatewayError, STATUS } from "./connection.js";
+import { formatBytes, formatCount, formatMegabytes, formatRate, formatSeconds } from "./format.js";
+import { PALETTE, Plot } from "./plot.js";
+import { openStream, TRANSPORT } from "./stream.js";
+import { FirstRows } from "./table.js";
+
+const $ = (selector) => document.querySelector(selector);
+const el = {
+  connection: $("#connection"),
+  connectionText: $("#connection-text"),
+  tenant: $("#tenant"),
+  dataset: $("#dataset"),
+  meta: $("#dataset-meta"),
+  schema: $("#schema"),
+  allColumns: $("#columns-all"),
+  form: $("#query-form"),
+  limit: $("#limit"),
+  run: $("#run"),
+  cancel: $("#cancel"),
+  error: $("#error"),
+  errorTitle: $("#error-title"),
+  errorCode: $("#error-code"),
+  errorMessage: $("#error-message"),
+  errorHint: $("#error-hint"),
+  progress: $("#progress"),
+  progressBar: $("#progress-bar"),
+  stateLabel: $("#state-label"),
+  statRows: $("#stat-rows"),
+  statBytes: $("#stat-bytes"),
+  statRate: $("#stat-rate"),
+  statBatches: $("#stat-batches"),
+  statTime: $("#stat-time"),
+  xColumn: $("#x-column"),
+  series: $("#series"),
+  chart: $("#chart"),
+  chartEmpty: $("#chart-empty"),
+  rows: $("#rows"),
+  tableCaption: $("#table-caption"),
+};
+
+const ERROR_TEXT = {
+  not_found: ["Not found", "No such tenant or dataset. Pick one from the list, or check the name."],
+  invalid: ["Invalid query", "Check the column names and the limit."],
+  unavailable: ["Connector unavailable", "The tenant's connector is down or unreachable. Try again shortly."],
+  unauthenticated: ["Not signed in", "This gateway needs a token."],
+  unauthorized: ["Not allowed", "Your token does not give access to this tenant."],
+  rate_limited: ["Rate limited", "Too many requests; wait a moment and run again."],
+  busy: ["Busy", "A query is already running on this connection."],
+  lagging: ["Fell behind", "The live stream outran this page."],
+  disconnected: ["Connection lost", "The gateway went away; the page reconnects on its own."],
+  interrupted: ["Stream interrupted", "The stream ended early; the rows shown are incomplete."],
+  internal: ["Gateway error", "The gateway failed unexpectedly; see its log."],
+};
+const STATUS_TEXT = {
+  [STATUS.CONNECTING]: "Connecting…",
+  [STATUS.OPEN]: "Connected",
+  [STATUS.RETRYING]: "Reconnecting…",
+};
+const PROGRESS_MS = 100; // progress numbers refresh at most this often
+const YIELD_MS = 12; // decode this long, then let the page paint and handle input
+const RETAIN_BYTES = 512e6; // keep batches (for re-charting) up to this much data
+
+const connection = new Connection(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws`);
+const plot = new Plot(el.chart);
+const table = new FirstRows(el.rows, el.tableCaption);
+const state = {
+  datasets: [],
+  fields: [], // fields of the selected dataset (from the list) or of the running result
+  x: undefined, // chosen x column name; null = row index; undefined = default
+  series: null, // chosen series names; null = default
+  run: null,
+  runs: 0,
+  batches: [],
+  retained: true,
+};
+
+// ---------------------------------------------------------------- connection and lists
+
+connection.addEventListener("status", (event) => {
+  const status = event.detail;
+  el.connection.dataset.status = status;
+  let text = STATUS_TEXT[status];
+  if (status === STATUS.RETRYING) {
+    const seconds = Math.max(0, (connection.retryAt - Date.now()) / 1000);
+    text = `Disconnected — retrying in ${seconds.toFixed(1)} s`;
+  }
+  el.connectionText.textContent = text;
+  if (status === STATUS.OPEN) refreshList();
+});
+
+async function refreshList() {
+  try {
+    state.datasets = await connection.list();
+  } catch (error) {
+    showError(error);
+    return;
+  }
+  renderTenants();
+}
+
+function renderTenants() {
+  const wanted = parseHash();
+  const tenants = [...new Set(state.datasets.map((d) => d.tenant))].sort();
+  const current = wanted.tenant ?? el.tenant.value;
+  if (current && !tenants.includes(current)) tenants.push(current);
+  el.tenant.replaceChildren(...tenants.map((t) => new Option(t, t)));
+  if (current) el.tenant.value = current;
+  renderDatasets(wanted.dataset);
+}
+
+function renderDatasets(wanted = null) {
+  const tenant = el.tenant.value;
+  const names = state.datasets.filter((d) => d.tenant === tenant).map((d) => d.dataset).sort();
+  const current = wanted ?? el.dataset.value;
+  const options = names.map((name) => new Option(name, name));
+  if (current && !names.includes(current)) options.push(new Option(`${current} (not listed)`, current));
+  el.dataset.replaceChildren(...options);
+  if (current) el.dataset.value = current;
+  selectDataset();
+}
+
+function selectedDataset() {
+  return state.datasets.find((d) => d.tenant === el.tenant.value && d.dataset === el.dataset.value);
+}
+
+function selectDataset() {
+  const info = selectedDataset();
+  if (el.dataset.value) history.replaceState(null, "", `#/${el.tenant.value}/${el.dataset.value}`);
+  el.meta.replaceChildren(
+    ...metaItem("Rows", info ? formatCount(info.rows) : "–"),
+    ...metaItem("Size", info ? formatBytes(info.bytes) : "–"),
+    ...metaItem("Columns", info ? String(info.schema.length) : "–"),
+  );
+  state.fields = info ? describeFields(info.schema) : [];
+  state.x = undefined;
+  state.series = null;
+  renderSchema();
+  renderChartControls();
+  el.run.disabled = !el.dataset.value || Boolean(state.run);
+}
+
+function metaItem(label, value) {
+  const dt = document.createElement("dt");
+  dt.textContent = label;
+  const dd = document.createElement("dd");
+  dd.textContent = value;
+  return [dt, dd];
+}
+
+function renderSchema() {
+  el.schema.replaceChildren(
+    ...state.fields.map((field) => {
+      const li = document.createElement("li");
+      const label = document.createElement("label");
+      const box = document.createElement("input");
+      box.type = "checkbox";
+      box.checked = true;
+      box.value = field.name;
+      const name = document.createElement("span");
+      name.className = "col-name";
+      name.textContent = field.name;
+      const type = document.createElement("span");
+      type.className = `col-type kind-${field.kind}`;
+      type.textContent = field.type;
+      label.append(box, name, type);
+      li.append(label);
+      return li;
+    }),
+  );
+}
+
+function parseHash() {
+  const match = /^#\/([^/]+)\/(.+)$/.exec(location.hash);
+  return match ? { tenant: decodeURIComponent(match[1]), dataset: decodeURIComponent(match[2]) } : {};
+}
+
+// ---------------------------------------------------------------- chart controls
+
+function chartFields() {
+  return state.fields.filter((f) => f.kind !== KIND.OTHER);
+}
+
+function chosenX() {
+  const fields = chartFields();
+  const name = state.x === undefined ? defaultX(fields) : state.x;
+  return fields.find((f) => f.name === name) ?? null;
+}
+
+function chosenSeries() {
+  const x = chosenX();
+  const numeric = chartFields().filter((f) => f.kind === KIND.NUMBER && f.name !== x?.name);
+  const names = state.series ?? defaultSeries(numeric, x?.name);
+  return names.filter((name) => numeric.some((f) => f.name === name));
+}
+
+function renderChartControls() {
+  const fields = chartFields();
+  const x = chosenX();
+  const xOptions = [new Option("row index", "")];
+  for (const f of fields) xOptions.push(new Option(`${f.name}${isTemporal(f.kind) ? " (time)" : ""}`, f.name));
+  el.xColumn.replaceChildren(...xOptions);
+  el.xColumn.value = x?.name ?? "";
+  const series = chosenSeries();
+  const numeric = fields.filter((f) => f.kind === KIND.NUMBER && f.name !== x?.name);
+  el.series.replaceChildren(
+    ...numeric.map((f) => {
+      const label = document.createElement("label");
+      label.className = "chip";
+      const box = document.createElement("input");
+      box.type = "checkbox";
+      box.value = f.name;
+      box.checked = series.includes(f.name);
+      const index = series.indexOf(f.name);
+      if (index >= 0) label.style.setProperty("--chip-color", PALETTE[index % PALETTE.length]);
+      const text = document.createElement("span");
+      text.textContent = f.name;
+      label.append(box, text);
+      return label;
+    }),
+  );
+  if (!numeric.length) el.series.textContent = "no numeric columns";
+  updateChartEmpty();
+}
+
+function replot() {
+  plot.reset(chosenX(), chosenSeries());
+  if (state.retained) for (const batch of state.batches) plot.add(batch);
+  plot.draw();
+  updateChartEmpty();
+}
+
+function updateChartEmpty() {
+  const series = chosenSeries();
+  let text = "";
+  if (!series.length) text = "No numeric columns to chart";
+  else if (!plot.pointCount) text = state.run ? "Waiting for the first rows…" : "Run a query to draw the chart";
+  el.chartEmpty.textContent = text;
+  el.chartEmpty.hidden = !text;
+}
+
+el.xColumn.addEventListener("change", () => {
+  state.x = el.xColumn.value || null;
+  renderChartControls();
+  replot();
+});
+
+el.series.addEventListener("change", () => {
+  state.series = [...el.series.querySelectorAll("input:checked")].map((box) => box.value);
+  renderChartControls();
+  replot();
+});
+
+// ---------------------------------------------------------------- running a query
+
+function readRequest() {
+  const boxes = [...el.schema.querySelectorAll("input[type=checkbox]")];
+  const chosen = boxes.filter((b) => b.checked).map((b) => b.value);
+  const request = { tenant: el.tenant.value, dataset: el.dataset.value };
+  if (chosen.length && chosen.length < boxes.length) request.columns = chosen;
+  if (el.limit.value !== "") request.limit = Number(el.limit.value);
+  return request;
+}
+
+function expectedRows(request) {
+  const info = selectedDataset();
+  const rows = info && info.rows >= 0 ? info.rows : null;
+  if (request.limit != null) return rows == null ? request.limit : Math.min(rows, request.limit);
+  return rows;
+}
+
+async function runQuery() {
+  if (state.run) return;
+  const transport = el.form.elements.transport.value;
+  const request = readRequest();
+  const run = {
+    id: ++state.runs,
+    transport,
+    request,
+    expected: expectedRows(request),
+    startedAt: performance.now(),
+    rows: 0,
+    bytes: 0,
+    batches: 0,
+    firstBatchMs: null,
+    firstChartMs: null,
+    seconds: 0,
+    state: "connecting",
+    handle: null,
+    cancelRequested: false,
+  };
+  state.run = run;
+  state.batches = [];
+  state.retained = true;
+  clearError();
+  el.run.disabled = true;
+  el.cancel.disabled = false;
+  table.reset();
+  plot.reset(chosenX(), chosenSeries());
+  setProgress(run);
+  try {
+    run.handle = await openStream(transport, request, connection);
+    if (run.cancelRequested) run.handle.cancel();
+    run.state = "streaming";
+    const fields = describeFields(run.handle.reader.schema?.fields ?? []);
+    if (fields.length) state.fields = fields; // the result's own schema (columns chosen)
+    renderChartControls();
+    const listed = new Map((selectedDataset()?.schema ?? []).map((f) => [f.name, f.type]));
+    table.reset(run.handle.reader.schema, listed);
+    plot.reset(chosenX(), chosenSeries());
+    await consume(run);
+    const outcome = await run.handle.finish();
+    run.state = outcome.cancelled ? "cancelled" : "done";
+  } catch (error) {
+    run.state = "error";
+    showError(error);
+  } finally {
+    run.bytes = run.handle ? run.handle.bytes() : 0;
+    run.seconds = (performance.now() - run.startedAt) / 1000;
+    plot.draw();
+    noteFirstChart(run);
+    setProgress(run);
+    updateChartEmpty();
+    state.run = null;
+    el.run.disabled = !el.dataset.value;
+    el.cancel.disabled = true;
+    publish(run);
+  }
+}
+
+async function consume(run) {
+  let sliceStart = performance.now();
+  let lastProgress = 0;
+  for await (const batch of run.handle.reader) {
+    const now = performance.now();
+    if (run.firstBatchMs == null) run.firstBatchMs = now - run.startedAt;
+    run.batches += 1;
+    run.rows += batch.numRows;
+    if (state.retained) {
+      state.batches.push(batch);
+      if (run.handle.bytes() > RETAIN_BYTES) {
+        state.batches = [];
+        state.retained = false;
+      }
+    }
+    table.add(batch);
+    plot.add(batch);
+    plot.requestDraw(run.batches === 1);
+    noteFirstChart(run);
+    if (now - lastProgress > PROGRESS_MS) {
+      lastProgress = now;
+      run.bytes = run.handle.bytes();
+      run.seconds = (now - run.startedAt) / 1000;
+      setProgress(run);
+      if (run.batches === 1) updateChartEmpty();
+    }
+    if (performance.now() - sliceStart > YIELD_MS) {
+      await yieldToBrowser();
+      sliceStart = performance.now();
+    }
+  }
+}
+
+function noteFirstChart(run) {
+  if (run.firstChartMs == null && plot.firstDrawAt != null) {
+    run.firstChartMs = plot.firstDrawAt - run.startedAt;
+  }
+}
+
+function yieldToBrowser() {
+  if (globalThis.scheduler?.yield) return globalThis.scheduler.yield();
+  return new Promise((resolve) => setTimeout(resolve, 0));
+}
+
+function cancelQuery() {
+  const run = state.run;
+  if (!run || run.cancelRequested) return;
+  run.cancelRequested = true;
+  run.state = "cancelling";
+  setProgress(run);
+  el.cancel.disabled = true;
+  run.handle?.cancel();
+}
+
+const STATE_TEXT = {
+  idle: "Ready",
+  connecting: "Starting…",
+  streaming: "Streaming",
+  cancelling: "Cancelling…",
+  done: "Done",
+  cancelled: "Cancelled",
+  error: "Failed",
+};
+
+function setProgress(run) {
+  el.progress.dataset.state = run.state;
+  el.stateLabel.textContent = STATE_TEXT[run.state] ?? run.state;
+  el.statRows.textContent = formatCount(run.rows);
+  el.statRows.dataset.value = String(run.rows);
+  el.statBytes.textContent = formatMegabytes(run.bytes);
+  el.statRate.textContent = formatRate(run.bytes, run.seconds);
+  el.statBatches.textContent = formatCount(run.batches);
+  el.statTime.textContent = formatSeconds(run.seconds);
+  const fraction = run.state === "done" ? 1 : run.expected ? Math.min(1, run.rows / run.expected) : 0;
+  el.progressBar.style.transform = `scaleX(${fraction})`;
+  el.progressBar.parentElement.classList.toggle("indeterminate", run.state === "streaming" && !run.expected);
+}
+
+/** Numbers of the last run, for people (the console) and for benchmarks. */
+function publish(run) {
+  const summary = {
+    transport: run.transport,
+    state: run.state,
+    rows: run.rows,
+    bytes: run.bytes,
+    batches: run.batches,
+    seconds: run.seconds,
+    mbPerSecond: run.seconds > 0 ? run.bytes / 1e6 / run.seconds : 0,
+    firstBatchMs: run.firstBatchMs,
+    firstChartMs: run.firstChartMs,
+    chartPoints: plot.pointCount,
+  };
+  window.streamkit.lastRun = summary;
+  window.dispatchEvent(new CustomEvent("streamkit:run", { detail: summary }));
+}
+
+// ---------------------------------------------------------------- errors
+
+function showError(error) {
+  const code = error instanceof GatewayError ? error.code : "internal";
+  const [title, hint] = ERROR_TEXT[code] ?? ["Error", ""];
+  el.errorTitle.textContent = title;
+  el.errorCode.textContent = code;
+  el.errorMessage.textContent = error.message;
+  el.errorHint.textContent = hint;
+  el.error.dataset.code = code;
+  el.error.hidden = false;
+}
+
+function clearError() {
+  el.error.hidden = true;
+  delete el.error.dataset.code;
+}
+
+// ---------------------------------------------------------------- wiring
+
+el.tenant.addEventListener("change", () => renderDatasets());
+el.dataset.addEventListener("change", () => selectDataset());
+el.allColumns.addEventListener("click", () => {
+  const boxes = [...el.schema.querySelectorAll("input[type=checkbox]")];
+  const check = !boxes.every((b) => b.checked);
+  for (const box of boxes) box.checked = check;
+});
+el.form.addEventListener("submit", (event) => {
+  event.preventDefault();
+  runQuery();
+});
+el.cancel.addEventListener("click", cancelQuery);
+$("#error-close").addEventListener("click", clearError);
+window.addEventListener("hashchange", () => renderTenants());
+setInterval(() => {
+  if (connection.status === STATUS.RETRYING) {
+    connection.dispatchEvent(new CustomEvent("status", { detail: STATUS.RETRYING }));
+  }
+}, 250);
+
+window.streamkit = { lastRun: null, connection, TRANSPORT };
+connection.connect();
+setProgress({ state: "idle", rows: 0, bytes: 0, batches: 0, seconds: 0, expected: null });

@@ -1,0 +1,95 @@
+// Column kinds and fast numeric extraction from Arrow vectors (no per-row Arrow calls on the hot path).
+
+import { DataType, DateUnit, TimeUnit, makeVector } from "apache-arrow";
+
+export const KIND = Object.freeze({ NUMBER: "number", TIME: "time", DATE: "date", OTHER: "other" });
+
+const TIME_UNIT_TO_MS = {
+  [TimeUnit.SECOND]: 1e3,
+  [TimeUnit.MILLISECOND]: 1,
+  [TimeUnit.MICROSECOND]: 1e-3,
+  [TimeUnit.NANOSECOND]: 1e-6,
+};
+const ID_NAME = /(^|_)(id|key|uuid)$/i;
+
+/** The kind of an Arrow DataType. */
+export function kindOfType(type) {
+  if (DataType.isInt(type) || DataType.isFloat(type)) return KIND.NUMBER;
+  if (DataType.isTimestamp(type)) return KIND.TIME;
+  if (DataType.isDate(type)) return KIND.DATE;
+  return KIND.OTHER;
+}
+
+/** The kind of a type as the gateway's `list` spells it (pyarrow's `str(type)`). */
+export function kindOfTypeName(name) {
+  if (/^(u?int(8|16|32|64)|halffloat|float|double)$/.test(name)) return KIND.NUMBER;
+  if (name.startsWith("timestamp")) return KIND.TIME;
+  if (name.startsWith("date")) return KIND.DATE;
+  return KIND.OTHER;
+}
+
+export const isTemporal = (kind) => kind === KIND.TIME || kind === KIND.DATE;
+
+/** Fields as `{name, type, kind}` from the gateway's list schema or an Arrow schema. */
+export function describeFields(fields) {
+  return fields.map((f) =>
+    typeof f.type === "string"
+      ? { name: f.name, type: f.type, kind: kindOfTypeName(f.type) }
+      : { name: f.name, type: String(f.type), kind: kindOfType(f.type) },
+  );
+}
+
+/** The default x column: the first timestamp or date column, else the row index (`null`). */
+export function defaultX(fields) {
+  return fields.find((f) => isTemporal(f.kind))?.name ?? null;
+}
+
+/** Default series: the first two numeric columns that do not look like identifiers. */
+export function defaultSeries(fields, x) {
+  const numeric = fields.filter((f) => f.kind === KIND.NUMBER && f.name !== x);
+  const measures = numeric.filter((f) => !ID_NAME.test(f.name));
+  return (measures.length ? measures : numeric).slice(0, 2).map((f) => f.name);
+}
+
+/**
+ * A vector's values as a Float64Array of numbers (NaN for nulls; milliseconds for
+ * timestamps and dates), or `null` when the column is not numeric or temporal.
+ */
+export function numericValues(vector) {
+  if (!vector) return null;
+  const kind = kindOfType(vector.type);
+  if (kind === KIND.OTHER) return null;
+  const out = new Float64Array(vector.length);
+  let base = 0;
+  for (const data of vector.data) {
+    fillChunk(data, kind, out, base);
+    base += data.length;
+  }
+  return out;
+}
+
+function fillChunk(data, kind, out, base) {
+  const { values, length, type } = data;
+  const float16 = DataType.isFloat(type) && type.precision === 0;
+  const bigints = values instanceof BigInt64Array || values instanceof BigUint64Array;
+  if (kind === KIND.DATE && type.unit === DateUnit.DAY) {
+    for (let i = 0; i < length; i++) out[base + i] = values[i] * 86400e3;
+  } else if (kind === KIND.NUMBER && !float16 && !bigints) {
+    for (let i = 0; i < length; i++) out[base + i] = values[i];
+  } else if (bigints) {
+    const scale = kind === KIND.TIME ? TIME_UNIT_TO_MS[type.unit] : 1;
+    for (let i = 0; i < length; i++) out[base + i] = Number(values[i]) * scale;
+  } else {
+    // Rare layouts (half floats, millisecond dates): let Arrow decode each value.
+    const vector = makeVector(data);
+    for (let i = 0; i < length; i++) out[base + i] = toNumber(vector.get(i));
+  }
+  if (data.nullCount > 0) {
+    for (let i = 0; i < length; i++) if (!data.getValid(i)) out[base + i] = NaN;
+  }
+}
+
+function toNumber(value) {
+  if (value == null) return NaN;
+  return value instanceof Date ? value.getTime() : Number(value);
+}

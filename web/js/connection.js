@@ -1,0 +1,196 @@
+// The dashboard's WebSocket to the gateway (DESIGN.md protocol): status, automatic
+// reconnect with backoff, request/response by id, and binary frames routed to the one
+// query that is running on the socket.
+
+export const STATUS = Object.freeze({
+  CONNECTING: "connecting",
+  OPEN: "open",
+  RETRYING: "retrying",
+});
+
+const RETRY_DELAYS_MS = [250, 500, 1000, 2000, 4000, 8000];
+
+export class GatewayError extends Error {
+  constructor(code, message, status = null) {
+    super(message || code);
+    this.code = code;
+    this.status = status;
+  }
+}
+
+/** An async iterable of byte frames, fed by the socket and ended by `end` or an error. */
+class FrameQueue {
+  constructor() {
+    this.frames = [];
+    this.waiting = null;
+    this.finished = false;
+    this.failure = null;
+  }
+
+  push(frame) {
+    if (this.finished) return;
+    if (this.waiting) {
+      const resolve = this.waiting.resolve;
+      this.waiting = null;
+      resolve({ value: frame, done: false });
+    } else {
+      this.frames.push(frame);
+    }
+  }
+
+  finish(error = null) {
+    if (this.finished) return;
+    this.finished = true;
+    this.failure = error;
+    if (this.waiting) {
+      const { resolve, reject } = this.waiting;
+      this.waiting = null;
+      if (error) reject(error);
+      else resolve({ value: undefined, done: true });
+    }
+  }
+
+  [Symbol.asyncIterator]() {
+    return {
+      next: () => {
+        if (this.frames.length) return Promise.resolve({ value: this.frames.shift(), done: false });
+        if (this.finished) {
+          return this.failure ? Promise.reject(this.failure) : Promise.resolve({ done: true });
+        }
+        return new Promise((resolve, reject) => {
+          this.waiting = { resolve, reject };
+        });
+      },
+      return: () => Promise.resolve({ done: true }),
+    };
+  }
+}
+
+export class Connection extends EventTarget {
+  constructor(url) {
+    super();
+    this.url = url;
+    this.status = STATUS.CONNECTING;
+    this.socket = null;
+    this.attempt = 0;
+    this.retryAt = 0;
+    this.nextId = 1;
+    this.pending = new Map(); // id → {resolve, reject} for list requests
+    this.query = null; // {id, frames, resolveEnd, rejectEnd}
+  }
+
+  connect() {
+    this.#setStatus(STATUS.CONNECTING);
+    const socket = new WebSocket(this.url);
+    socket.binaryType = "arraybuffer";
+    socket.onopen = () => {
+      this.attempt = 0;
+      this.#setStatus(STATUS.OPEN);
+    };
+    socket.onmessage = (event) => this.#receive(event.data);
+    socket.onclose = () => this.#closed(socket);
+    this.socket = socket;
+  }
+
+  get isOpen() {
+    return this.socket?.readyState === WebSocket.OPEN;
+  }
+
+  /** `{"action": "list"}` → the `datasets` array. */
+  list() {
+    const id = `list-${this.nextId++}`;
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, { resolve, reject });
+      this.#send({ action: "list", id }, reject);
+    });
+  }
+
+  /**
+   * Start a query; returns `{id, frames, end}`: `frames` is an async iterable of the IPC
+   * bytes (Uint8Array per binary frame), `end` resolves with the `end` message.
+   */
+  startQuery(request) {
+    if (this.query) throw new GatewayError("busy", "a query is already running on this socket");
+    const id = `q-${this.nextId++}`;
+    const frames = new FrameQueue();
+    let resolveEnd;
+    let rejectEnd;
+    const end = new Promise((resolve, reject) => {
+      resolveEnd = resolve;
+      rejectEnd = reject;
+    });
+    end.catch(() => {}); // also surfaced through `frames`
+    this.query = { id, frames, resolveEnd, rejectEnd };
+    this.#send({ action: "query", id, ...request }, (error) => this.#finishQuery(error));
+    return { id, frames, end };
+  }
+
+  cancelQuery(id) {
+    if (this.query?.id === id) this.#send({ action: "cancel", id }, () => {});
+  }
+
+  #send(message, onError) {
+    if (!this.isOpen) {
+      onError(new GatewayError("disconnected", "not connected to the gateway"));
+      return;
+    }
+    this.socket.send(JSON.stringify(message));
+  }
+
+  #receive(data) {
+    if (typeof data !== "string") {
+      this.query?.frames.push(new Uint8Array(data));
+      return;
+    }
+    let message;
+    try {
+      message = JSON.parse(data);
+    } catch {
+      return;
+    }
+    const waiter = this.pending.get(message.id);
+    if (message.type === "datasets" && waiter) {
+      this.pending.delete(message.id);
+      waiter.resolve(message.datasets);
+    } else if (message.type === "end" && this.query?.id === message.id) {
+      this.#finishQuery(null, message);
+    } else if (message.type === "error") {
+      const error = new GatewayError(message.code, message.message);
+      if (waiter) {
+        this.pending.delete(message.id);
+        waiter.reject(error);
+      } else if (this.query && (message.id === this.query.id || message.id == null)) {
+        this.#finishQuery(error);
+      } else {
+        this.dispatchEvent(new CustomEvent("error-message", { detail: error }));
+      }
+    }
+  }
+
+  #finishQuery(error, endMessage = null) {
+    const query = this.query;
+    if (!query) return;
+    this.query = null;
+    query.frames.finish(error);
+    if (error) query.rejectEnd(error);
+    else query.resolveEnd(endMessage);
+  }
+
+  #closed(socket) {
+    if (socket !== this.socket) return;
+    const lost = new GatewayError("disconnected", "the connection to the gateway was lost");
+    this.#finishQuery(lost);
+    for (const waiter of this.pending.values()) waiter.reject(lost);
+    this.pending.clear();
+    const delay = RETRY_DELAYS_MS[Math.min(this.attempt, RETRY_DELAYS_MS.length - 1)];
+    this.attempt += 1;
+    this.retryAt = Date.now() + delay;
+    this.#setStatus(STATUS.RETRYING);
+    setTimeout(() => this.connect(), delay);
+  }
+
+  #setStatus(status) {
+    this.status = status;
+    this.dispatchEvent(new CustomEvent("status", { detail: status }));
+  }
+}

@@ -1,0 +1,162 @@
+// The line chart: chosen numeric columns against an x column (timestamp, date, number) or
+// the row index, downsampled as batches arrive and redrawn at most a few times a second.
+
+import {
+  Chart,
+  Legend,
+  LinearScale,
+  LineController,
+  LineElement,
+  PointElement,
+  Tooltip,
+} from "chart.js";
+import { isTemporal, numericValues } from "./columns.js";
+import { MinMaxBuckets } from "./downsample.js";
+import { formatNumber, formatTick, formatTimestamp } from "./format.js";
+
+Chart.register(LineController, LineElement, PointElement, LinearScale, Legend, Tooltip);
+
+export const PALETTE = ["#2563eb", "#e11d48", "#059669", "#d97706", "#7c3aed", "#0891b2", "#db2777", "#65a30d"];
+const BUCKETS = 1000; // ≤ 2 points per bucket and series
+const REDRAW_MS = 250;
+const SECOND = 1e3;
+const MINUTE = 60 * SECOND;
+const HOUR = 60 * MINUTE;
+const DAY = 24 * HOUR;
+const TIME_STEPS = [
+  1, 10, 100, SECOND, 5 * SECOND, 15 * SECOND, 30 * SECOND, MINUTE, 5 * MINUTE, 15 * MINUTE,
+  30 * MINUTE, HOUR, 3 * HOUR, 6 * HOUR, 12 * HOUR, DAY, 2 * DAY, 7 * DAY, 14 * DAY, 30 * DAY,
+  91 * DAY, 182 * DAY, 365 * DAY, 730 * DAY, 1826 * DAY, 3652 * DAY,
+];
+const GRID = "rgba(15, 23, 42, 0.07)";
+const TICKS = "#64748b";
+
+export class Plot {
+  constructor(canvas) {
+    this.canvas = canvas;
+    this.x = null; // {name, kind} or null for the row index
+    this.series = [];
+    this.buckets = new MinMaxBuckets([], BUCKETS);
+    this.lastDraw = 0;
+    this.timer = null;
+    this.firstDrawAt = null;
+    this.chart = new Chart(canvas, {
+      type: "line",
+      data: { datasets: [] },
+      options: {
+        animation: false,
+        parsing: false,
+        normalized: true,
+        responsive: true,
+        maintainAspectRatio: false,
+        interaction: { mode: "nearest", axis: "x", intersect: false },
+        elements: { point: { radius: 0, hoverRadius: 3 }, line: { borderWidth: 1.5 } },
+        scales: {
+          x: {
+            type: "linear",
+            bounds: "data",
+            afterBuildTicks: (scale) => this.#timeTicks(scale),
+            grid: { color: GRID },
+            ticks: { color: TICKS, maxRotation: 0, autoSkipPadding: 16, callback: (v) => this.#tick(v) },
+          },
+          y: { type: "linear", grid: { color: GRID }, ticks: { color: TICKS } },
+        },
+        plugins: {
+          legend: { position: "top", align: "end", labels: { boxWidth: 12, boxHeight: 2, color: "#334155" } },
+          tooltip: {
+            callbacks: {
+              title: (items) => (items.length ? this.#xLabel(items[0].parsed.x) : ""),
+              label: (item) => `${item.dataset.label}: ${formatNumber(item.parsed.y)}`,
+            },
+          },
+        },
+      },
+    });
+  }
+
+  /** Start over with an x column (`{name, kind}` or null) and series names. */
+  reset(x, series) {
+    this.x = x;
+    this.series = series;
+    this.buckets = new MinMaxBuckets(series, BUCKETS);
+    this.firstDrawAt = null;
+    this.chart.options.scales.x.title = { display: true, text: x ? x.name : "row", color: TICKS };
+    this.chart.data.datasets = series.map((name, i) => ({
+      label: name,
+      data: [],
+      borderColor: PALETTE[i % PALETTE.length],
+      backgroundColor: PALETTE[i % PALETTE.length],
+    }));
+    this.draw();
+  }
+
+  /** Add one RecordBatch; columns missing from it are skipped. */
+  add(batch) {
+    if (!this.series.length || batch.numRows === 0) return;
+    const xs = this.x ? numericValues(batch.getChild(this.x.name)) : null;
+    const empty = new Float64Array(batch.numRows).fill(NaN);
+    const ys = this.series.map((name) => numericValues(batch.getChild(name)) ?? empty);
+    this.buckets.add(xs, ys, batch.numRows);
+  }
+
+  /** Redraw now if the last draw is old enough, else soon; `force` redraws now. */
+  requestDraw(force = false) {
+    const wait = REDRAW_MS - (performance.now() - this.lastDraw);
+    if (force || wait <= 0) {
+      this.draw();
+    } else if (!this.timer) {
+      this.timer = setTimeout(() => this.draw(), wait);
+    }
+  }
+
+  draw() {
+    clearTimeout(this.timer);
+    this.timer = null;
+    const points = this.buckets.points();
+    const scatter = !this.buckets.monotonic; // unordered x: dots, not a zig-zag line
+    let total = 0;
+    this.chart.data.datasets.forEach((dataset, i) => {
+      dataset.data = points[i] ?? [];
+      dataset.showLine = !scatter;
+      dataset.pointRadius = scatter ? 1.5 : 0;
+      total += dataset.data.length;
+    });
+    this.chart.update("none");
+    this.lastDraw = performance.now();
+    if (total > 0 && this.firstDrawAt == null) this.firstDrawAt = this.lastDraw;
+    this.canvas.dataset.points = String(total);
+    this.canvas.dataset.rows = String(this.buckets.rows);
+  }
+
+  get pointCount() {
+    return Number(this.canvas.dataset.points || 0);
+  }
+
+  #span() {
+    const { min, max } = this.chart.scales.x ?? {};
+    return Number.isFinite(min) && Number.isFinite(max) ? max - min : 0;
+  }
+
+  /** On a time axis, ticks at round times (whole hours, days…) instead of round milliseconds. */
+  #timeTicks(scale) {
+    if (!this.x || !isTemporal(this.x.kind)) return;
+    const { min, max } = scale;
+    const span = max - min;
+    if (!(span > 0)) return;
+    const step = TIME_STEPS.find((s) => span / s <= 8) ?? span / 8;
+    const ticks = [];
+    for (let t = Math.ceil(min / step) * step; t <= max; t += step) ticks.push({ value: t });
+    scale.ticks = ticks;
+  }
+
+  #tick(value) {
+    if (this.x && isTemporal(this.x.kind)) return formatTick(value, this.#span());
+    return formatNumber(value);
+  }
+
+  #xLabel(value) {
+    if (!this.x) return `row ${formatNumber(value)}`;
+    if (isTemporal(this.x.kind)) return formatTimestamp(value, { dateOnly: this.x.kind === "date" });
+    return `${this.x.name} ${formatNumber(value)}`;
+  }
+}

@@ -1,0 +1,112 @@
+// Arrow IPC streams from the gateway, decoded batch by batch as bytes arrive, over either
+// path: the WebSocket (`query` action, one IPC stream in binary frames) or the HTTP bulk
+// path (`GET /api/stream/TENANT/DATASET`, a chunked IPC body read with fetch()).
+
+import { RecordBatchReader } from "apache-arrow";
+import { GatewayError } from "./connection.js";
+
+export const TRANSPORT = Object.freeze({ HTTP: "http", WS: "ws" });
+
+/** The HTTP bulk path's URL for a query. */
+export function streamUrl({ tenant, dataset, columns, limit }) {
+  const path = [tenant, ...dataset.split("/")].map(encodeURIComponent).join("/");
+  const params = new URLSearchParams();
+  if (columns?.length) params.set("columns", columns.join(","));
+  if (limit != null) params.set("limit", String(limit));
+  const query = params.toString();
+  return `/api/stream/${path}${query ? `?${query}` : ""}`;
+}
+
+/**
+ * Open a query. Resolves, once the schema is known, to a handle:
+ * `reader` (async iterable of RecordBatch, `.schema`), `bytes()` received so far,
+ * `cancel()`, and `finish()` → `{cancelled}` after the reader is drained.
+ * Rejects with a GatewayError (`code`, `message`) when the gateway refuses the query.
+ */
+export function openStream(transport, request, connection) {
+  return transport === TRANSPORT.WS ? openWebSocket(request, connection) : openHttp(request);
+}
+
+async function openHttp(request) {
+  const abort = new AbortController();
+  let bytes = 0;
+  let cancelled = false;
+  let response;
+  try {
+    response = await fetch(streamUrl(request), { signal: abort.signal, cache: "no-store" });
+  } catch (error) {
+    throw new GatewayError("unavailable", `cannot reach the gateway: ${error.message}`);
+  }
+  if (!response.ok) throw await httpError(response);
+  const counted = response.body.pipeThrough(
+    new TransformStream({
+      transform(chunk, controller) {
+        bytes += chunk.byteLength;
+        controller.enqueue(chunk);
+      },
+    }),
+  );
+  const reader = await (await RecordBatchReader.from(counted)).open();
+  return {
+    reader: guard(reader, () => cancelled),
+    bytes: () => bytes,
+    cancel() {
+      cancelled = true;
+      abort.abort();
+    },
+    finish: async () => ({ cancelled }),
+  };
+}
+
+async function httpError(response) {
+  try {
+    const body = await response.json();
+    if (body?.code) return new GatewayError(body.code, body.message, response.status);
+  } catch {
+    // not a JSON error body: fall through
+  }
+  return new GatewayError(`http_${response.status}`, `HTTP ${response.status} ${response.statusText}`);
+}
+
+async function openWebSocket(request, connection) {
+  const { id, frames, end } = connection.startQuery(request);
+  let bytes = 0;
+  let cancelled = false;
+  async function* counted() {
+    for await (const frame of frames) {
+      bytes += frame.byteLength;
+      yield frame;
+    }
+  }
+  const reader = await (await RecordBatchReader.from(counted())).open();
+  return {
+    reader: guard(reader, () => false),
+    bytes: () => bytes,
+    cancel() {
+      cancelled = true;
+      connection.cancelQuery(id);
+    },
+    finish: async () => {
+      const message = await end;
+      return { cancelled: cancelled || Boolean(message?.cancelled), end: message };
+    },
+  };
+}
+
+/** Iterate a reader; an abort we asked for ends the iteration instead of throwing. */
+function guard(reader, wasCancelled) {
+  return {
+    get schema() {
+      return reader.schema;
+    },
+    async *[Symbol.asyncIterator]() {
+      try {
+        for await (const batch of reader) yield batch;
+      } catch (error) {
+        if (wasCancelled()) return;
+        if (error instanceof GatewayError) throw error;
+        throw new GatewayError("interrupted", `the stream broke off: ${error.message}`);
+      }
+    },
+  };
+}
