@@ -10,16 +10,29 @@ def count(value: int) -> str:
     return "?" if value < 0 else f"{value:,}"
 
 
-def size(value: int) -> str:
-    """``172.6 kB``; ``?`` when unknown (-1)."""
+def short_count(value: int) -> str:
+    """``2,000``, ``10.1k``, ``3.5M``: at most six characters; ``?`` when unknown."""
     if value < 0:
         return "?"
-    amount = float(value)
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if amount < 1000 or unit == "TB":
-            return f"{amount:.0f} {unit}" if unit == "B" else f"{amount:.1f} {unit}"
-        amount /= 1000
-    raise AssertionError("unreachable")
+    if value < 10_000:
+        return f"{value:,}"
+    return _three_digits(value, ("", "k", "M", "G", "T"))
+
+
+def size(value: int) -> str:
+    """``173 kB``, ``20.5 kB``, ``1.2 GB`` (three significant digits); ``?`` when unknown."""
+    if value < 0:
+        return "?"
+    if value < 1000:
+        return f"{value} B"
+    return _three_digits(value, ("B", " kB", " MB", " GB", " TB"))
+
+
+def _three_digits(value: float, units: tuple[str, ...]) -> str:
+    amount, index = float(value), 0
+    while round(amount, 1) >= 1000 and index < len(units) - 1:
+        amount, index = amount / 1000, index + 1
+    return f"{amount:.0f}{units[index]}" if amount >= 100 else f"{amount:.1f}{units[index]}"
 
 
 def number(value: float | None) -> str:
@@ -40,7 +53,7 @@ def cell(value: object, width: int = 24) -> str:
     elif isinstance(value, float):
         text = f"{value:.6g}"
     elif isinstance(value, dt.datetime):
-        text = value.isoformat(sep=" ", timespec="seconds")
+        text = value.isoformat(sep=" ", timespec="seconds").removesuffix("+00:00")
     elif isinstance(value, bytes):
         text = value[:16].hex() + ("…" if len(value) > 16 else "")
     else:

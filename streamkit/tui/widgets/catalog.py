@@ -5,14 +5,22 @@ from __future__ import annotations
 from itertools import groupby
 
 from rich.text import Text
+from textual.binding import Binding
 from textual.widgets import Tree
+from textual.widgets.tree import TreeNode
 
 from streamkit.tui.flight_data import DatasetEntry
-from streamkit.tui.widgets._format import count, size
+from streamkit.tui.widgets._format import short_count, size
 
 
 class DatasetTree(Tree[DatasetEntry | None]):
-    """Tenants → datasets, each with its rows and size; ``node.data`` is the dataset."""
+    """Tenants → datasets, each with its rows and size; ``node.data`` is the dataset.
+
+    Datasets in a namespace (``archive/2025/q1_sales``) sit under a folder node, which keeps
+    labels short enough for a narrow column.
+    """
+
+    BINDINGS = [Binding("enter", "select_cursor", "Stream")]  # noqa: RUF012
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__("gateway", id=id)
@@ -30,9 +38,16 @@ class DatasetTree(Tree[DatasetEntry | None]):
         for tenant, group in groupby(entries, key=lambda entry: entry.tenant):
             datasets = list(group)
             label = Text.assemble((tenant, "bold"), (f"  {len(datasets)}", "dim"))
-            node = self.root.add(label, expand=True)
+            tenant_node = self.root.add(label, expand=True)
+            folders: dict[str, TreeNode[DatasetEntry | None]] = {}
             for entry in datasets:
-                leaf = node.add_leaf(dataset_label(entry), data=entry)
+                folder, _, name = entry.dataset.rpartition("/")
+                parent = tenant_node
+                if folder:  # datasets in a namespace (`archive/2025/q1`) under a folder node
+                    if folder not in folders:
+                        folders[folder] = tenant_node.add(Text(folder + "/", "italic"), expand=True)
+                    parent = folders[folder]
+                leaf = parent.add_leaf(dataset_label(name, entry), data=entry)
                 if current is not None and entry.key == current.key:
                     keep = leaf
         self.border_subtitle = f"{len(entries)} datasets"
@@ -43,8 +58,32 @@ class DatasetTree(Tree[DatasetEntry | None]):
 
     def _first_dataset(self) -> None:
         """Put the cursor on the first dataset, so ``enter`` streams something at once."""
-        if self.cursor_line <= 0 and self.last_line >= 1:
-            self.cursor_line = 1
+        for line in range(self.last_line + 1):
+            node = self.get_node_at_line(line)
+            if node is not None and node.data is not None:
+                self.move_cursor(node)
+                return
+
+    def datasets(self) -> list[DatasetEntry]:
+        """Every dataset in the tree, in tree order."""
+        found: list[DatasetEntry] = []
+        stack = list(reversed(self.root.children))
+        while stack:
+            node = stack.pop()
+            if node.data is not None:
+                found.append(node.data)
+            stack.extend(reversed(node.children))
+        return found
+
+    def node_of(self, key: str) -> TreeNode[DatasetEntry | None] | None:
+        """The node of the dataset ``tenant/dataset``."""
+        stack = list(self.root.children)
+        while stack:
+            node = stack.pop()
+            if node.data is not None and node.data.key == key:
+                return node
+            stack.extend(node.children)
+        return None
 
     def show_unreachable(self) -> None:
         self.clear()
@@ -55,8 +94,10 @@ class DatasetTree(Tree[DatasetEntry | None]):
         return node.data if node is not None else None
 
 
-def dataset_label(entry: DatasetEntry) -> Text:
-    details = f"{count(entry.rows)} rows · {size(entry.bytes)}"
-    if entry.rows < 0:
-        details = size(entry.bytes)
-    return Text.assemble(entry.dataset, ("  " + details, "dim"))
+def dataset_label(name: str, entry: DatasetEntry) -> Text:
+    details = (
+        size(entry.bytes)
+        if entry.rows < 0
+        else f"{short_count(entry.rows)} rows · {size(entry.bytes)}"
+    )
+    return Text.assemble(name, ("  " + details, "dim"))

@@ -6,7 +6,8 @@ from collections.abc import Sequence
 
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.containers import Vertical, VerticalScroll
+from textual.widget import Widget
 from textual.widgets import Label, Sparkline
 
 from streamkit.tui.series import ColumnSummary
@@ -15,6 +16,40 @@ from streamkit.tui.widgets._format import number
 
 def mean(values: Sequence[float]) -> float:
     return sum(values) / len(values)
+
+
+class ChartCaption(Widget):
+    """``name`` on the left, ``latest min max`` on the right; shorter words when narrow."""
+
+    DEFAULT_CSS = """
+    ChartCaption {
+        height: 1;
+    }
+    """
+
+    def __init__(self, column: str) -> None:
+        super().__init__(classes="chart-caption")
+        self.column = column
+        self.summary: ColumnSummary | None = None
+
+    def render(self) -> Text:
+        width = self.content_size.width
+        name = Text(self.column, "bold")
+        if self.summary is None:
+            return name
+        latest, low, high = (
+            number(self.summary.latest),
+            number(self.summary.minimum),
+            number(self.summary.maximum),
+        )
+        values = Text.assemble(
+            ("latest ", "dim"), (latest, "bold"), ("  min ", "dim"), low, ("  max ", "dim"), high
+        )
+        if name.cell_len + 2 + values.cell_len > width:
+            values = Text.assemble((latest, "bold"), ("  ↓", "dim"), low, (" ↑", "dim"), high)
+        name.truncate(max(1, width - values.cell_len - 2), overflow="ellipsis")
+        gap = max(2, width - name.cell_len - values.cell_len)
+        return Text.assemble(name, " " * gap, values)
 
 
 class ColumnChart(Vertical):
@@ -26,24 +61,25 @@ class ColumnChart(Vertical):
         self.summary: ColumnSummary | None = None
 
     def compose(self) -> ComposeResult:
-        with Horizontal(classes="chart-caption"):
-            yield Label(self.column, classes="chart-name", markup=False)
-            yield Label("", classes="chart-values")
+        yield ChartCaption(self.column)
         yield Sparkline([], summary_function=mean)
 
+    def on_mount(self) -> None:
+        self._apply()
+
     def show(self, summary: ColumnSummary) -> None:
+        """Show ``summary``; kept for ``on_mount`` if it comes before the chart is mounted."""
         self.summary = summary
-        self.query_one(Sparkline).data = summary.points
-        self.query_one(".chart-values", Label).update(
-            Text.assemble(
-                ("latest ", "dim"),
-                (number(summary.latest), "bold"),
-                ("  min ", "dim"),
-                number(summary.minimum),
-                ("  max ", "dim"),
-                number(summary.maximum),
-            )
-        )
+        if self.is_mounted:
+            self._apply()
+
+    def _apply(self) -> None:
+        if self.summary is None:
+            return
+        self.query_one(Sparkline).data = self.summary.points
+        caption = self.query_one(ChartCaption)
+        caption.summary = self.summary
+        caption.refresh()
 
 
 class ColumnCharts(VerticalScroll):
@@ -62,7 +98,7 @@ class ColumnCharts(VerticalScroll):
         charts = {chart.column: chart for chart in self.query(ColumnChart)}
         for summary in summaries:
             chart = charts.get(summary.name)
-            if chart is not None and chart.is_mounted:
+            if chart is not None:
                 chart.show(summary)
 
     def charts(self) -> list[ColumnChart]:

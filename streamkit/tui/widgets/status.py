@@ -109,25 +109,42 @@ class StreamStatus(Static):
         elapsed = self.elapsed
         rate = nbytes / 1e6 / elapsed if elapsed > 0 else 0.0
         of_total = f" of {count(entry.rows)}" if entry.rows >= 0 else ""
-        stats = [
-            ("rows ", "dim"),
-            (f"{rows:,}{of_total}", "bold"),
-            ("  batches ", "dim"),
-            (f"{snapshot.batches if snapshot else 0:,}", "bold"),
-            ("  MB ", "dim"),
-            (f"{nbytes / 1e6:,.2f}", "bold"),
-            ("  MB/s ", "dim"),
-            (f"{rate:,.1f}", "bold"),
-            ("  elapsed ", "dim"),
-            (duration(elapsed), "bold"),
+        pairs = [
+            ("rows", f"{rows:,}{of_total}"),
+            ("batches", f"{snapshot.batches if snapshot else 0:,}"),
+            ("MB", f"{nbytes / 1e6:,.2f}"),
+            ("MB/s", f"{rate:,.1f}"),
+            ("elapsed", duration(elapsed)),
         ]
-        self.update(Text.assemble(title, "  ", (label, style), "\n", *stats))
+        self.update(Text.assemble(title, "  ", (label, style), "\n", *self._pack(pairs)))
+
+    def _pack(self, pairs: list[tuple[str, str]]) -> list[Text]:
+        """``name value`` pairs on as few lines as the width allows, never split in two."""
+        width = self.content_size.width or 1000
+        lines: list[Text] = [Text()]
+        for name, value in pairs:
+            pair = Text.assemble((name + " ", "dim"), (value, "bold"))
+            line = lines[-1]
+            if line and line.cell_len + 2 + pair.cell_len > width:
+                line.append("\n")
+                lines.append(Text())
+                line = lines[-1]
+            elif line:
+                line.append("  ")
+            line.append_text(pair)
+        return lines
+
+    def on_resize(self) -> None:
+        self._show()
 
 
 class Notice(Static):
     """A one-line message about what went wrong and how to retry; hidden when all is well."""
 
+    message = ""
+
     def show_error(self, message: str, hint: str = "") -> None:
+        self.message = message
         text = Text.assemble(("✘ ", "bold"), message)
         if hint:
             text.append(f"  ({hint})", "italic")
@@ -136,6 +153,7 @@ class Notice(Static):
         self.display = True
 
     def clear(self) -> None:
+        self.message = ""
         self.update("")
         self.set_class(False, "-error")
         self.display = False
