@@ -1,0 +1,89 @@
+"""Headless Chromium (Debian's, never a downloaded one) driving the dashboard, and test data."""
+
+from __future__ import annotations
+
+import math
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+REPO = Path(__file__).resolve().parent.parent
+ARTIFACTS = REPO / "test-artifacts"
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+NODE_MODULES = REPO / "web" / "node_modules"
+START_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
+VIEWPORT = {"width": 1440, "height": 960}
+
+# Records every long task (main thread busy > 50 ms) so tests can tell a frozen page.
+LONG_TASK_OBSERVER = """
+window.__longTasks = [];
+new PerformanceObserver((list) => {
+  for (const entry of list.getEntries()) window.__longTasks.push(entry.duration);
+}).observe({ type: "longtask", buffered: true });
+"""
+
+
+def missing_prerequisite() -> str | None:
+    """Why browser tests cannot run here (``./dev test`` installs both), or None."""
+    if not CHROMIUM.exists() and not shutil.which("chromium"):
+        return "Debian chromium is not installed (apt-get install chromium, or ./dev test)"
+    if not (NODE_MODULES / "apache-arrow").is_dir() or not (NODE_MODULES / "chart.js").is_dir():
+        return "web/node_modules is missing (cd web && npm ci, or ./dev test)"
+    return None
+
+
+def launch_options() -> dict:
+    executable = CHROMIUM if CHROMIUM.exists() else Path(shutil.which("chromium") or CHROMIUM)
+    return {"executable_path": str(executable), "args": CHROMIUM_ARGS}
+
+
+@dataclass
+class ConsoleLog:
+    """Console errors, uncaught page errors and failed requests of one page."""
+
+    errors: list[str] = field(default_factory=list)
+
+    def attach(self, page) -> ConsoleLog:
+        page.on(
+            "console",
+            lambda message: self.errors.append(f"console: {message.text}")
+            if message.type == "error"
+            else None,
+        )
+        page.on("pageerror", lambda error: self.errors.append(f"page error: {error}"))
+        page.on(
+            "response",
+            lambda response: self.errors.append(f"HTTP {response.status}: {response.url}")
+            if response.status >= 400
+            else None,
+        )
+        return self
+
+
+def write_big_dataset(folder: Path, rows: int, name: str = "big") -> Path:
+    """``rows`` rows of a minute-by-minute time series: ts, three measures and an id."""
+    folder.mkdir(parents=True, exist_ok=True)
+    steps = pa.array(range(rows), pa.int64())
+    minutes = pc.multiply(steps, 60_000)
+    day = pc.divide(pc.multiply(pc.cast(steps, pa.float64()), 2 * math.pi), 1440.0)
+
+    def noise(seed: int, scale: float) -> pa.Array:
+        return pc.multiply(pc.subtract(pc.random(rows, initializer=seed), 0.5), scale)
+
+    table = pa.table(
+        {
+            "ts": pc.cast(pc.add(minutes, START_MS), pa.timestamp("ms", tz="UTC")),
+            "temperature": pc.add(pc.add(pc.multiply(pc.sin(day), 5.0), 20.0), noise(1, 1.0)),
+            "load": pc.add(pc.add(pc.multiply(pc.sin(pc.divide(day, 7.0)), 30.0), 50.0), noise(2, 6.0)),
+            "pressure": pc.add(pc.multiply(pc.cos(pc.divide(day, 30.0)), 8.0), 1013.0),
+            "id": steps,
+        }
+    )
+    path = folder / f"{name}.parquet"
+    pq.write_table(table, path, row_group_size=65_536)
+    return path

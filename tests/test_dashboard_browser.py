@@ -1,0 +1,261 @@
+"""The web dashboard in headless Chromium against a real in-process gateway.
+
+The gateway runs its asyncio loop in its own thread; Playwright's sync API drives the
+browser from the test thread. Every wait is a Playwright wait with a timeout, never a sleep.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from browser_helpers import (
+    ARTIFACTS,
+    LONG_TASK_OBSERVER,
+    VIEWPORT,
+    ConsoleLog,
+    launch_options,
+    missing_prerequisite,
+    write_big_dataset,
+)
+from conftest import DEMO_DATA, running_gateway
+from streamkit.config import GatewayConfig, TenantConfig
+from streamkit.gateway import make_gateway
+
+pytestmark = pytest.mark.skipif(missing_prerequisite() is not None, reason=str(missing_prerequisite()))
+
+BIG_ROWS = 1_000_000
+SENSORS_ROWS = 10_080
+DEMO_DATASETS = {"sensors", "sales", "sales_by_region", "archive/2025/q1_sales"}
+TIMEOUT_MS = 20_000
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(**launch_options())
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory) -> Iterator[object]:
+    """The demo tenant, plus a tenant whose connector is down."""
+    with running_gateway({"demo": DEMO_DATA, "offline": f"grpc://127.0.0.1:{_free_port()}"}) as gw:
+        yield gw
+
+
+@pytest.fixture(scope="module")
+def big(tmp_path_factory) -> Iterator[object]:
+    """A tenant with a 1M-row time series generated at test time."""
+    folder = tmp_path_factory.mktemp("big")
+    write_big_dataset(folder, BIG_ROWS)
+    with running_gateway({"lab": folder}) as gw:
+        yield gw
+
+
+@pytest.fixture
+def page(browser) -> Iterator[object]:
+    context = browser.new_context(viewport=VIEWPORT)
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    page.console_log = ConsoleLog().attach(page)
+    try:
+        yield page
+    finally:
+        context.close()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def open_dashboard(page, gateway, tenant: str | None = None, dataset: str | None = None) -> None:
+    hash_ = f"#/{tenant}/{dataset}" if dataset else ""
+    page.goto(f"{gateway.http_url}/{hash_}")
+    page.wait_for_selector("#connection[data-status=open]")
+    page.wait_for_function("document.querySelector('#dataset').options.length > 0")
+
+
+def run_query(page, transport: str = "http", limit: int | None = None) -> None:
+    page.check(f"input[name=transport][value={transport}]")
+    if limit is not None:
+        page.fill("#limit", str(limit))
+    page.click("#run")
+
+
+def wait_for_state(page, *states: str, timeout: float = TIMEOUT_MS) -> str:
+    selector = ", ".join(f"#progress[data-state={s}]" for s in states)
+    page.wait_for_selector(selector, timeout=timeout)
+    return page.get_attribute("#progress", "data-state")
+
+
+def shown_rows(page) -> int:
+    return int(page.get_attribute("#stat-rows", "data-value"))
+
+
+def screenshot(page, name: str) -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / name
+    page.screenshot(path=str(path), full_page=True)
+    return path
+
+
+def test_page_loads_without_errors_and_lists_the_demo_datasets(page, demo):
+    open_dashboard(page, demo)
+
+    tenants = page.eval_on_selector_all("#tenant option", "os => os.map(o => o.value)")
+    assert tenants == ["demo"]  # the offline tenant's datasets cannot be listed
+    datasets = set(page.eval_on_selector_all("#dataset option", "os => os.map(o => o.value)"))
+    assert DEMO_DATASETS <= datasets
+    page.select_option("#dataset", "sensors")
+    meta = page.inner_text("#dataset-meta")
+    assert "10,080" in meta
+    schema = page.inner_text("#schema")
+    assert "temperature" in schema and "timestamp[ms, tz=UTC]" in schema
+    assert page.console_log.errors == []
+
+
+@pytest.mark.parametrize("transport", ["http", "ws"])
+def test_query_draws_the_chart_and_counts_every_row(page, demo, transport):
+    open_dashboard(page, demo, "demo", "sensors")
+    run_query(page, transport)
+
+    assert wait_for_state(page, "done", "error") == "done"
+    assert shown_rows(page) == SENSORS_ROWS
+    points = int(page.get_attribute("#chart", "data-points"))
+    assert 0 < points <= 2 * 2 * 2000  # two default series, downsampled
+    assert page.locator("#rows tbody tr").count() == 100
+    header = page.inner_text("#rows thead")
+    assert "temperature" in header and "double" in header
+    assert page.is_hidden("#chart-empty")
+    assert page.is_hidden("#error")
+    last = page.evaluate("window.streamkit.lastRun")
+    assert last["transport"] == transport and last["rows"] == SENSORS_ROWS
+    assert last["firstChartMs"] is not None and last["bytes"] > 0
+    assert page.console_log.errors == []
+    screenshot(page, f"dashboard-sensors-{transport}.png")
+
+
+def test_columns_and_limit_narrow_the_query(page, demo):
+    open_dashboard(page, demo, "demo", "sensors")
+    for name in ("sensor", "humidity", "pressure", "vibration"):
+        page.uncheck(f"#schema input[value={name}]")
+    run_query(page, "ws", limit=500)
+
+    assert wait_for_state(page, "done", "error") == "done"
+    assert shown_rows(page) == 500
+    header = page.eval_on_selector_all("#rows thead .col-name", "es => es.map(e => e.textContent)")
+    assert header == ["ts", "temperature"]
+    series = page.eval_on_selector_all("#series input", "es => es.map(e => e.value)")
+    assert series == ["temperature"]
+
+
+@pytest.mark.parametrize("transport", ["http", "ws"])
+def test_unknown_dataset_shows_its_error(page, demo, transport):
+    open_dashboard(page, demo, "demo", "no_such_dataset")
+    run_query(page, transport)
+
+    assert wait_for_state(page, "done", "error") == "error"
+    page.wait_for_selector("#error:not([hidden])")
+    assert page.get_attribute("#error", "data-code") == "not_found"
+    assert page.inner_text("#error-title") == "Not found"
+    assert "no_such_dataset" in page.inner_text("#error-message")
+    # The socket survives a refused query: the next one runs.
+    page.select_option("#dataset", "sales")
+    run_query(page, transport)
+    assert wait_for_state(page, "done", "error") == "done"
+    assert shown_rows(page) == 2000
+    assert page.is_hidden("#error")
+
+
+def test_a_down_connector_shows_unavailable(page, demo):
+    open_dashboard(page, demo, "offline", "anything")
+    run_query(page, "ws")
+
+    assert wait_for_state(page, "done", "error") == "error"
+    assert page.get_attribute("#error", "data-code") == "unavailable"
+    assert "offline" in page.inner_text("#error-message")
+    screenshot(page, "dashboard-error.png")
+
+
+@pytest.mark.parametrize("transport", ["http", "ws"])
+def test_cancel_stops_a_large_query(page, big, transport):
+    # Throttle the page's network so the 40 MB stream takes long enough to cancel midway.
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("Network.enable")
+    cdp.send(
+        "Network.emulateNetworkConditions",
+        {"offline": False, "latency": 0, "downloadThroughput": 4_000_000, "uploadThroughput": -1},
+    )
+    open_dashboard(page, big, "lab", "big")
+    run_query(page, transport)
+    page.wait_for_function("Number(document.querySelector('#stat-rows').dataset.value) > 0")
+    page.click("#cancel")
+
+    assert wait_for_state(page, "cancelled", "done", "error") == "cancelled"
+    assert 0 < shown_rows(page) < BIG_ROWS
+    assert page.is_hidden("#error")
+    cdp.send("Network.emulateNetworkConditions", {"offline": False, "latency": 0,
+                                                  "downloadThroughput": -1, "uploadThroughput": -1})
+    # The same page (and socket) runs the next query to the end.
+    run_query(page, transport, limit=1000)
+    assert wait_for_state(page, "done", "error") == "done"
+    assert shown_rows(page) == 1000
+
+
+def test_a_million_rows_render_without_freezing(page, big):
+    page.add_init_script(LONG_TASK_OBSERVER)
+    open_dashboard(page, big, "lab", "big")
+    run_query(page, "http")
+
+    # While it loads, the page keeps answering: each round trip is quick.
+    slowest = 0.0
+    while page.get_attribute("#progress", "data-state") in ("connecting", "streaming"):
+        started = time.monotonic()
+        page.wait_for_function("() => true", timeout=2_000, polling="raf")
+        slowest = max(slowest, time.monotonic() - started)
+    assert wait_for_state(page, "done", "error") == "done"
+    assert shown_rows(page) == BIG_ROWS
+    assert slowest < 1.0
+    longest_task = page.evaluate("Math.max(0, ...window.__longTasks)")
+    assert longest_task < 500, f"main thread blocked for {longest_task} ms"
+    points = int(page.get_attribute("#chart", "data-points"))
+    assert 0 < points <= 2 * 2 * 2000
+    # Re-charting a million rows with another x stays quick too.
+    page.select_option("#x-column", "")
+    page.wait_for_function("document.querySelector('#chart').dataset.rows === '1000000'")
+    assert page.console_log.errors == []
+    print("1M rows:", page.evaluate("window.streamkit.lastRun"), f"longest task {longest_task} ms")
+    screenshot(page, "dashboard-1m-rows.png")
+
+
+def test_reconnects_when_the_gateway_comes_back(page):
+    port = _free_port()
+    config = GatewayConfig(
+        flight_port=0,
+        http_port=port,
+        default_tenant="demo",
+        tenants={"demo": TenantConfig("demo", path=DEMO_DATA.resolve())},
+    )
+    gateway = make_gateway(config)
+    try:
+        open_dashboard(page, gateway)
+        gateway.stop()
+        page.wait_for_selector("#connection[data-status=retrying]")
+        assert "retrying" in page.inner_text("#connection-text")
+        gateway = make_gateway(config)
+        page.wait_for_selector("#connection[data-status=open]")
+        page.wait_for_function("document.querySelector('#dataset').options.length > 3")
+    finally:
+        gateway.stop()
