@@ -49,20 +49,18 @@ class ConsoleLog:
     errors: list[str] = field(default_factory=list)
 
     def attach(self, page) -> ConsoleLog:
-        page.on(
-            "console",
-            lambda message: self.errors.append(f"console: {message.text}")
-            if message.type == "error"
-            else None,
-        )
+        page.on("console", self._console)
         page.on("pageerror", lambda error: self.errors.append(f"page error: {error}"))
-        page.on(
-            "response",
-            lambda response: self.errors.append(f"HTTP {response.status}: {response.url}")
-            if response.status >= 400
-            else None,
-        )
+        page.on("response", self._response)
         return self
+
+    def _console(self, message) -> None:
+        if message.type == "error":
+            self.errors.append(f"console: {message.text}")
+
+    def _response(self, response) -> None:
+        if response.status >= 400:
+            self.errors.append(f"HTTP {response.status}: {response.url}")
 
 
 def write_big_dataset(folder: Path, rows: int, name: str = "big") -> Path:
@@ -72,15 +70,17 @@ def write_big_dataset(folder: Path, rows: int, name: str = "big") -> Path:
     minutes = pc.multiply(steps, 60_000)
     day = pc.divide(pc.multiply(pc.cast(steps, pa.float64()), 2 * math.pi), 1440.0)
 
-    def noise(seed: int, scale: float) -> pa.Array:
-        return pc.multiply(pc.subtract(pc.random(rows, initializer=seed), 0.5), scale)
+    def wave(mean: float, amplitude: float, days: float, seed: int, noise: float) -> pa.Array:
+        jitter = pc.multiply(pc.subtract(pc.random(rows, initializer=seed), 0.5), noise)
+        curve = pc.multiply(pc.sin(pc.divide(day, days)), amplitude)
+        return pc.add(pc.add(curve, mean), jitter)
 
     table = pa.table(
         {
             "ts": pc.cast(pc.add(minutes, START_MS), pa.timestamp("ms", tz="UTC")),
-            "temperature": pc.add(pc.add(pc.multiply(pc.sin(day), 5.0), 20.0), noise(1, 1.0)),
-            "load": pc.add(pc.add(pc.multiply(pc.sin(pc.divide(day, 7.0)), 30.0), 50.0), noise(2, 6.0)),
-            "pressure": pc.add(pc.multiply(pc.cos(pc.divide(day, 30.0)), 8.0), 1013.0),
+            "temperature": wave(20.0, 5.0, 1.0, seed=1, noise=1.0),
+            "load": wave(50.0, 30.0, 7.0, seed=2, noise=6.0),
+            "pressure": wave(1013.0, 8.0, 30.0, seed=3, noise=0.0),
             "id": steps,
         }
     )
