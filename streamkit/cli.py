@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from streamkit.commands import connector, gateway
+from streamkit.commands.bench import bench
 from streamkit.commands.ls import ls
 from streamkit.commands.query import query
 from streamkit.commands.tui import tui
@@ -18,6 +19,7 @@ app.add_typer(connector.app, name="connector")
 app.add_typer(gateway.app, name="gateway")
 app.command("ls")(ls)
 app.command("query")(query)
+app.command("bench")(bench)
 app.command("tui")(tui)
 
 

@@ -1,0 +1,297 @@
+"""Timing one read of a dataset over each path: Flight, WebSocket, HTTP; and many at once.
+
+Every fetch decodes what it receives into record batches (as a real client would) and
+reports rows, Arrow bytes, time to the first batch and time to the last byte.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import json
+import statistics
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from urllib.parse import quote, urlsplit
+
+import pyarrow as pa
+import pyarrow.flight as flight
+
+
+class FetchError(Exception):
+    """A fetch failed; the message is one clean line."""
+
+
+@dataclass(frozen=True)
+class Sample:
+    seconds: float  # request sent -> last byte received
+    first_batch_s: float  # request sent -> first batch decoded
+    rows: int
+    bytes: int  # Arrow bytes of the decoded batches
+    wire_bytes: int | None = None  # IPC bytes received (WebSocket, HTTP)
+
+    def to_json(self) -> dict:
+        out = asdict(self)
+        out["mb_s"] = round(self.bytes / 1e6 / self.seconds, 2) if self.seconds > 0 else None
+        if self.wire_bytes is None:
+            del out["wire_bytes"]
+        return out
+
+
+def fetch_flight(url: str, path: list[str], limit: int | None = None) -> Sample:
+    """GetFlightInfo + DoGet, exactly as the reference design's client code does it."""
+    client = flight.connect(url)
+    try:
+        started = time.perf_counter()
+        if limit is None:
+            descriptor = flight.FlightDescriptor.for_path(*path)
+        else:
+            command = {"tenant": path[0], "dataset": path[1], "limit": limit}
+            descriptor = flight.FlightDescriptor.for_command(json.dumps(command))
+        info = client.get_flight_info(descriptor)
+        reader = client.do_get(info.endpoints[0].ticket)
+        first = None
+        rows = nbytes = 0
+        while True:
+            try:
+                batch = reader.read_chunk().data
+            except StopIteration:
+                break
+            if first is None:
+                first = time.perf_counter() - started
+            rows += batch.num_rows
+            nbytes += batch.nbytes
+        seconds = time.perf_counter() - started
+    except flight.FlightError as exc:
+        raise FetchError(_first_line(exc)) from None
+    finally:
+        client.close()
+    return Sample(seconds, first if first is not None else seconds, rows, nbytes)
+
+
+class _IpcCounter:
+    """Decodes IPC messages piece by piece (each piece holds whole messages)."""
+
+    def __init__(self) -> None:
+        self.schema: pa.Schema | None = None
+        self.rows = self.bytes = self.wire = 0
+        self.ended = False
+
+    def feed(self, piece: bytes) -> int:
+        """Rows decoded from this piece."""
+        self.wire += len(piece)
+        source = pa.BufferReader(piece)
+        rows = 0
+        while source.tell() < len(piece):
+            try:
+                message = pa.ipc.read_message(source)
+            except EOFError:  # the end-of-stream marker
+                self.ended = True
+                break
+            if message.type == "schema":
+                self.schema = pa.ipc.read_schema(message)
+            elif message.type == "record batch":
+                batch = pa.ipc.read_record_batch(message, self.schema)
+                rows += batch.num_rows
+                self.bytes += batch.nbytes
+        self.rows += rows
+        return rows
+
+
+def fetch_websocket(http_url: str, tenant: str, dataset: str) -> Sample:
+    return asyncio.run(_fetch_websocket(http_url, tenant, dataset))
+
+
+async def _fetch_websocket(http_url: str, tenant: str, dataset: str) -> Sample:
+    from websockets.asyncio.client import connect
+    from websockets.exceptions import WebSocketException
+
+    ws_url = "ws" + http_url.removeprefix("http").rstrip("/") + "/ws"
+    counter = _IpcCounter()
+    first = None
+    try:
+        started = time.perf_counter()
+        async with connect(ws_url, compression=None, max_size=None) as ws:
+            await ws.send(
+                json.dumps({"action": "query", "tenant": tenant, "dataset": dataset, "id": "bench"})
+            )
+            async for message in ws:
+                if isinstance(message, bytes):
+                    if counter.feed(message) and first is None:
+                        first = time.perf_counter() - started
+                    continue
+                reply = json.loads(message)
+                if reply.get("type") == "end":
+                    break
+                if reply.get("type") == "error":
+                    raise FetchError(f"{reply.get('code')}: {reply.get('message')}")
+            else:
+                raise FetchError("the WebSocket closed before the end of the stream")
+        seconds = time.perf_counter() - started
+    except (OSError, WebSocketException) as exc:
+        raise FetchError(f"WebSocket {ws_url}: {exc}") from None
+    if not counter.ended:
+        raise FetchError("the WebSocket stream ended without its end-of-stream marker")
+    return Sample(seconds, first or seconds, counter.rows, counter.bytes, counter.wire)
+
+
+class _CountingReader:
+    """A file object over an HTTP response that counts the bytes read."""
+
+    def __init__(self, response: http.client.HTTPResponse) -> None:
+        self.response = response
+        self.count = 0
+        self.closed = False
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.response.read(size if size >= 0 else None)
+        self.count += len(data)
+        return data
+
+    def readable(self) -> bool:
+        return True
+
+
+def fetch_http(http_url: str, tenant: str, dataset: str) -> Sample:
+    """``GET /api/stream/TENANT/DATASET``, decoded as it arrives."""
+    parts = urlsplit(http_url)
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=120)
+    try:
+        started = time.perf_counter()
+        connection.request("GET", f"/api/stream/{quote(tenant)}/{quote(dataset)}")
+        response = connection.getresponse()
+        if response.status != 200:
+            body = response.read(4096).decode("utf-8", "replace")
+            raise FetchError(f"HTTP {response.status}: {body}")
+        source = _CountingReader(response)
+        reader = pa.ipc.open_stream(pa.PythonFile(source, mode="r"))
+        first = None
+        rows = nbytes = 0
+        for batch in reader:
+            if first is None:
+                first = time.perf_counter() - started
+            rows += batch.num_rows
+            nbytes += batch.nbytes
+        seconds = time.perf_counter() - started
+    except (OSError, http.client.HTTPException, pa.ArrowInvalid) as exc:
+        raise FetchError(f"HTTP {http_url}: {_first_line(exc)}") from None
+    finally:
+        connection.close()
+    return Sample(seconds, first or seconds, rows, nbytes, source.count)
+
+
+@dataclass
+class PathResult:
+    """One path measured ``runs`` times: the samples and their medians, or the error."""
+
+    samples: list[Sample]
+    error: str | None = None
+
+    def to_json(self, dataset_bytes: int) -> dict:
+        out: dict = {"error": self.error, "runs": [s.to_json() for s in self.samples]}
+        if self.samples:
+            seconds = statistics.median(s.seconds for s in self.samples)
+            out.update(
+                median_seconds=round(seconds, 6),
+                median_first_batch_s=round(
+                    statistics.median(s.first_batch_s for s in self.samples), 6
+                ),
+                median_mb_s=round(dataset_bytes / 1e6 / seconds, 2),
+                rows=self.samples[-1].rows,
+                bytes=self.samples[-1].bytes,
+            )
+            if self.samples[-1].wire_bytes is not None:
+                out["wire_bytes"] = self.samples[-1].wire_bytes
+        return out
+
+
+def repeat(fetch: Callable[[], Sample], runs: int, after_each: Callable[[], None]) -> PathResult:
+    samples = []
+    for _ in range(runs):
+        try:
+            samples.append(fetch())
+        except FetchError as exc:
+            return PathResult(samples, str(exc))
+        after_each()
+    return PathResult(samples)
+
+
+@dataclass
+class Concurrency:
+    clients: int
+    total_seconds: float
+    latencies: list[float]
+    errors: list[str]
+    rows: int
+    bytes: int
+
+    def to_json(self) -> dict:
+        ordered = sorted(self.latencies)
+        return {
+            "clients": self.clients,
+            "total_seconds": round(self.total_seconds, 6),
+            "completed": len(ordered),
+            "errors": len(self.errors),
+            "error_messages": sorted(set(self.errors))[:5],
+            "latency_p50_s": round(_percentile(ordered, 50), 6) if ordered else None,
+            "latency_p99_s": round(_percentile(ordered, 99), 6) if ordered else None,
+            "latency_max_s": round(ordered[-1], 6) if ordered else None,
+            "rows": self.rows,
+            "bytes": self.bytes,
+            "aggregate_mb_s": round(self.bytes / 1e6 / self.total_seconds, 2)
+            if self.total_seconds > 0
+            else None,
+        }
+
+
+def concurrent_flight(
+    url: str, path: list[str], clients: int, limit: int | None, on_done: Callable[[], None]
+) -> Concurrency:
+    """``clients`` threads, released together, each reading once through the gateway."""
+    barrier = threading.Barrier(clients + 1)
+    lock = threading.Lock()
+    samples: list[Sample] = []
+    failures: list[str] = []
+
+    def client() -> None:
+        try:
+            barrier.wait(60)
+            sample = fetch_flight(url, path, limit)
+        except (FetchError, threading.BrokenBarrierError) as exc:
+            with lock:
+                failures.append(str(exc) or type(exc).__name__)
+        else:
+            with lock:
+                samples.append(sample)
+        finally:
+            on_done()
+
+    threads = [threading.Thread(target=client, daemon=True) for _ in range(clients)]
+    for thread in threads:
+        thread.start()
+    barrier.wait(60)
+    started = time.perf_counter()
+    for thread in threads:
+        thread.join()
+    total = time.perf_counter() - started
+    return Concurrency(
+        clients,
+        total,
+        [s.seconds for s in samples],
+        failures,
+        sum(s.rows for s in samples),
+        sum(s.bytes for s in samples),
+    )
+
+
+def _percentile(ordered: list[float], pct: float) -> float:
+    """Nearest-rank percentile of an ascending list."""
+    rank = max(1, -(-len(ordered) * pct // 100))
+    return ordered[int(rank) - 1]
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).split(". gRPC client debug context:")[0]
+    return text.splitlines()[0] if text else type(exc).__name__

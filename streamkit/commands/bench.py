@@ -1,0 +1,285 @@
+"""``streamkit bench``: the project's yardstick, every path measured in one run."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+import typer
+
+from streamkit.bench import measure, report
+from streamkit.bench.dataset import generate, parse_size
+from streamkit.bench.servers import PeakRss, Servers
+from streamkit.client import (
+    EXIT_CODES_HELP,
+    EXIT_ERROR,
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    ClientError,
+    parse_target,
+    resolve_gateway,
+)
+
+DATASET = "data"
+
+
+def bench(
+    size: Annotated[str, typer.Option(help="Generated dataset size: 500KB, 100MB, 2GB.")] = "100MB",
+    clients: Annotated[
+        int, typer.Option(min=0, help="Concurrent clients through the gateway (0: skip).")
+    ] = 100,
+    runs: Annotated[int, typer.Option(min=1, help="Reads per path; medians are reported.")] = 5,
+    client_rows: Annotated[
+        int | None,
+        typer.Option(min=1, help="Rows each concurrent client reads (default: all of them)."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
+    gateway: Annotated[
+        str | None,
+        typer.Option(help="Measure this running gateway instead of starting servers."),
+    ] = None,
+    dataset: Annotated[
+        str | None, typer.Option(help="TENANT/DATASET to read with --gateway.")
+    ] = None,
+    http: Annotated[
+        str | None,
+        typer.Option(help="The gateway's HTTP URL with --gateway (default: its host, port 8080)."),
+    ] = None,
+    connector: Annotated[
+        str | None, typer.Option(help="With --gateway: the tenant's connector, read directly.")
+    ] = None,
+) -> None:
+    try:
+        if gateway is None:
+            body = _local(parse_size(size), runs, clients, client_rows)
+        else:
+            body = _remote(gateway, dataset, http, connector, runs, clients, client_rows)
+    except ValueError as exc:
+        typer.echo(f"streamkit: {exc}", err=True)
+        raise typer.Exit(EXIT_USAGE) from None
+    except ClientError as exc:
+        typer.echo(f"streamkit: {exc.message}", err=True)
+        raise typer.Exit(exc.exit_code) from None
+    except RuntimeError as exc:  # a server did not start
+        typer.echo(f"streamkit: bench: {exc}", err=True)
+        raise typer.Exit(EXIT_ERROR) from None
+    except KeyboardInterrupt:
+        typer.echo("streamkit: bench interrupted; servers stopped, temp files removed", err=True)
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    if as_json:
+        print(json.dumps(body, indent=2))
+    else:
+        from rich.console import Console
+
+        report.render(body, Console())
+    if any(path.get("error") for path in body["paths"].values()):
+        raise typer.Exit(EXIT_ERROR)
+
+
+bench.__doc__ = f"""Measure throughput and latency of every path through streamkit.
+
+Without --gateway: generate a dataset of --size in a temp folder, start a plain pyarrow \\
+Flight server, a connector and a gateway as separate processes, and measure direct Flight, \\
+gateway Flight, gateway WebSocket and gateway HTTP (median MB/s, time to first batch and to \\
+last byte over --runs), then --clients concurrent clients through the gateway (total time, \\
+errors, p50/p99 latency, gateway peak RSS). Ratios are against the connector and the plain \\
+pyarrow server measured in the same run, and against the reference design's 113 MB/s. \\
+Everything started is stopped and removed, also on Ctrl-C.
+
+With --gateway URL --dataset TENANT/DATASET: measure that deployment instead.
+
+{EXIT_CODES_HELP}
+"""
+
+
+def _local(size: int, runs: int, clients: int, client_rows: int | None) -> dict[str, Any]:
+    with (
+        _terminate_as_interrupt(),
+        _Progress() as progress,
+        tempfile.TemporaryDirectory(prefix="streamkit-bench-") as tmp,
+    ):
+        work = Path(tmp)
+        data_dir = work / "data"
+        data_dir.mkdir()
+        progress.say(f"generating {size / 1e6:,.1f} MB")
+        data = generate(data_dir / f"{DATASET}.arrow", size)
+        progress.say("starting baseline, connector and gateway")
+        servers = Servers(data_dir, data.path, work)
+        try:
+            servers.start()
+            fetches: dict[str, Callable[[], measure.Sample]] = {
+                "baseline_flight": lambda: measure.fetch_flight(servers.baseline_url, [DATASET]),
+                "connector_flight": lambda: measure.fetch_flight(servers.connector_url, [DATASET]),
+                "gateway_flight": lambda: measure.fetch_flight(
+                    servers.gateway_url, [servers.tenant, DATASET]
+                ),
+                "gateway_websocket": lambda: measure.fetch_websocket(
+                    servers.http_url, servers.tenant, DATASET
+                ),
+                "gateway_http": lambda: measure.fetch_http(
+                    servers.http_url, servers.tenant, DATASET
+                ),
+            }
+            urls = {
+                "baseline_flight": servers.baseline_url,
+                "connector_flight": servers.connector_url,
+                "gateway_flight": servers.gateway_url,
+                "gateway_websocket": servers.http_url + "/ws",
+                "gateway_http": servers.http_url + "/api/stream",
+            }
+            with PeakRss(servers.pids()) as rss:
+                paths = _measure_paths(fetches, runs, progress)
+                streams_rss = dict(rss.peak)
+                rss.reset()
+                concurrency = _measure_clients(
+                    servers.gateway_url, [servers.tenant, DATASET], clients, client_rows, progress
+                )
+                clients_rss = dict(rss.peak)
+        finally:
+            progress.say("stopping servers")
+            servers.stop()
+    peak = {
+        name: {"streams": streams_rss[name], "concurrent": clients_rss[name]}
+        for name in streams_rss
+    }
+    return report.build(
+        mode="local",
+        dataset={"name": f"{servers.tenant}/{DATASET}", **data.to_json()},
+        runs=runs,
+        paths=paths,
+        concurrency=concurrency,
+        peak_rss=peak,
+        urls=urls,
+    )
+
+
+def _remote(
+    gateway: str,
+    target: str | None,
+    http: str | None,
+    connector: str | None,
+    runs: int,
+    clients: int,
+    client_rows: int | None,
+) -> dict[str, Any]:
+    if not target:
+        raise ClientError("--gateway needs --dataset TENANT/DATASET", EXIT_USAGE)
+    tenant, name = parse_target(target)
+    url = resolve_gateway(gateway)
+    if http is None:
+        http = f"http://{urlsplit(url).hostname}:8080"
+    http = http.rstrip("/")
+    fetches: dict[str, Callable[[], measure.Sample]] = {}
+    urls = {}
+    if connector:
+        connector = resolve_gateway(connector)
+        fetches["connector_flight"] = lambda: measure.fetch_flight(connector, [name])
+        urls["connector_flight"] = connector
+    fetches.update(
+        gateway_flight=lambda: measure.fetch_flight(url, [tenant, name]),
+        gateway_websocket=lambda: measure.fetch_websocket(http, tenant, name),
+        gateway_http=lambda: measure.fetch_http(http, tenant, name),
+    )
+    urls.update(
+        gateway_flight=url, gateway_websocket=http + "/ws", gateway_http=http + "/api/stream"
+    )
+    with _terminate_as_interrupt(), _Progress() as progress:
+        try:
+            probe = measure.fetch_flight(url, [tenant, name])
+        except measure.FetchError as exc:
+            raise ClientError(f"cannot read {target} from {url}: {exc}", EXIT_ERROR) from None
+        paths = _measure_paths(fetches, runs, progress)
+        concurrency = _measure_clients(url, [tenant, name], clients, client_rows, progress)
+    return report.build(
+        mode="remote",
+        dataset={"name": target, "rows": probe.rows, "bytes": probe.bytes},
+        runs=runs,
+        paths=paths,
+        concurrency=concurrency,
+        peak_rss={},
+        urls=urls,
+    )
+
+
+def _measure_paths(
+    fetches: dict[str, Callable[[], measure.Sample]], runs: int, progress: _Progress
+) -> dict[str, measure.PathResult]:
+    """Runs interleaved across paths, so machine noise touches every path alike."""
+    results = {name: measure.PathResult([]) for name in fetches}
+    for run in range(runs):
+        for name, fetch in fetches.items():
+            result = results[name]
+            if result.error:
+                continue
+            progress.say(f"run {run + 1}/{runs}: {report.PATHS[name]}")
+            try:
+                result.samples.append(fetch())
+            except measure.FetchError as exc:
+                result.error = str(exc)
+    return results
+
+
+def _measure_clients(
+    url: str, path: list[str], clients: int, limit: int | None, progress: _Progress
+) -> measure.Concurrency | None:
+    if clients == 0:
+        return None
+    progress.say(f"{clients} concurrent clients through the gateway", total=clients)
+    return measure.concurrent_flight(url, path, clients, limit, progress.advance)
+
+
+@contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM unwinds like Ctrl-C, so servers and temp files are cleaned up either way."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+class _Progress:
+    """What the bench is doing, on stderr, only when stderr is a terminal."""
+
+    def __init__(self) -> None:
+        self._progress = None
+        self._task = None
+
+    def __enter__(self) -> _Progress:
+        if sys.stderr.isatty():
+            from rich.console import Console
+            from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn
+
+            self._progress = Progress(
+                SpinnerColumn(),
+                TextColumn("{task.description}"),
+                BarColumn(),
+                console=Console(stderr=True),
+                transient=True,
+            )
+            self._progress.start()
+            self._task = self._progress.add_task("bench", total=None)
+        return self
+
+    def say(self, text: str, total: int | None = None) -> None:
+        if self._progress is not None:
+            self._progress.update(self._task, description=text, total=total, completed=0)
+
+    def advance(self) -> None:
+        if self._progress is not None:
+            self._progress.advance(self._task)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress is not None:
+            self._progress.stop()
