@@ -12,6 +12,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from streamkit.secrets import Secret, SecretError, resolve_secret
+from streamkit.security import RateLimit, parse_networks
+
 DEFAULT_CONFIG = "streamkit.toml"
 _TENANT_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 _CONNECTOR_URI = re.compile(r"^grpc(\+tcp|\+tls)?://[^/\s]+:\d+$")
@@ -27,7 +30,19 @@ class TenantConfig:
     path: Path | None = None
     """Folder served by a connector embedded in the gateway (relative to the config file)."""
     connector: str | None = None
-    """URI of a remote connector, e.g. ``grpc://10.0.0.5:50051``."""
+    """URI of a remote connector, e.g. ``grpc://10.0.0.5:50051`` or ``grpc+tls://...``."""
+    connector_ca: Path | None = None
+    """Trust root for a ``grpc+tls`` connector's certificate."""
+    connector_cert: Path | None = None
+    """Client certificate the gateway presents to the connector (mutual TLS)."""
+    connector_key: Path | None = None
+    """Private key of ``connector_cert``."""
+    connector_token: Secret | None = None
+    """Shared secret the connector demands (``env:NAME`` or ``file:PATH``)."""
+    tokens: tuple[Secret, ...] = ()
+    """Client tokens that may read this tenant; none means the tenant is open."""
+    rate_limit: RateLimit | None = None
+    """Per-caller limits: ``{requests_per_second, burst, max_streams}``."""
 
 
 @dataclass(frozen=True)
@@ -44,8 +59,27 @@ class GatewayConfig:
     """Seconds a stream may make no progress before it is cancelled."""
     ws_frame_bytes: int = 256 * 1024
     """Target size of WebSocket binary frames (batches are re-sliced to fit)."""
+    tls_cert: Path | None = None
+    """Server certificate: with ``tls_key``, Flight is grpc+tls and HTTP is https/wss."""
+    tls_key: Path | None = None
+    allow: tuple[str, ...] | None = None
+    """Networks (CIDR) whose peers may connect at all, on both listeners."""
+    allowed_origins: tuple[str, ...] | None = None
+    """Browser origins allowed to open WebSockets; default: the gateway's own origin."""
+    max_connections: int = 1000
+    """Most WebSocket connections open at once."""
     tenants: dict[str, TenantConfig] = field(default_factory=dict)
     source: str = "<defaults>"
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_cert is not None
+
+    @property
+    def auth_required(self) -> bool:
+        """Some tenant accepts only tokens."""
+        return any(t.tokens for t in self.tenants.values())
 
 
 _GATEWAY_KEYS: dict[str, type | tuple[type, ...]] = {
@@ -55,8 +89,27 @@ _GATEWAY_KEYS: dict[str, type | tuple[type, ...]] = {
     "default_tenant": str,
     "idle_timeout": (int, float),
     "ws_frame_bytes": int,
+    "tls_cert": str,
+    "tls_key": str,
+    "allow": list,
+    "allowed_origins": list,
+    "max_connections": int,
 }
-_TENANT_KEYS: dict[str, type | tuple[type, ...]] = {"path": str, "connector": str}
+_TENANT_KEYS: dict[str, type | tuple[type, ...]] = {
+    "path": str,
+    "connector": str,
+    "connector_ca": str,
+    "connector_cert": str,
+    "connector_key": str,
+    "connector_token": str,
+    "tokens": list,
+    "rate_limit": dict,
+}
+_RATE_LIMIT_KEYS: dict[str, type | tuple[type, ...]] = {
+    "requests_per_second": (int, float),
+    "burst": int,
+    "max_streams": int,
+}
 
 
 def load(path: str | Path, **overrides: Any) -> GatewayConfig:
@@ -94,6 +147,25 @@ def parse(raw: dict[str, Any], *, source: str, base: Path) -> GatewayConfig:
     tenants_raw = raw.get("tenants", {})
     if not isinstance(tenants_raw, dict) or not tenants_raw:
         raise fail("tenants", "at least one [tenants.NAME] table is required")
+    warnings: list[str] = []
+    tls = {
+        k: _existing_file(base, values[k], f"gateway.{k}", fail)
+        for k in ("tls_cert", "tls_key")
+        if k in values
+    }
+    if len(tls) == 1:
+        raise fail("gateway", "set both 'tls_cert' and 'tls_key', or neither")
+    for key in ("allow", "allowed_origins"):
+        if key in values and not all(isinstance(v, str) for v in values[key]):
+            raise fail(f"gateway.{key}", "must be a list of strings")
+    for spec in values.get("allow", []):
+        try:
+            parse_networks([spec])
+        except ValueError:
+            raise fail("gateway.allow", f"{spec!r} is not an address or network") from None
+    if values.get("max_connections", 1) < 1:
+        raise fail("gateway.max_connections", "must be positive")
+
     tenants: dict[str, TenantConfig] = {}
     for name, table in tenants_raw.items():
         where = f"tenants.{name}"
@@ -104,15 +176,52 @@ def parse(raw: dict[str, Any], *, source: str, base: Path) -> GatewayConfig:
         t = _check_table(table, _TENANT_KEYS, where, fail)
         if ("path" in t) == ("connector" in t):
             raise fail(where, "set exactly one of 'path' (embedded) or 'connector' (remote)")
+        remote_only = [k for k in t if k.startswith("connector_")]
         if "path" in t:
+            if remote_only:
+                raise fail(f"{where}.{remote_only[0]}", "only for a remote 'connector'")
             folder = (base / t["path"]).resolve()
             if not folder.is_dir():
                 raise fail(f"{where}.path", f"{t['path']!r} is not a folder")
-            tenants[name] = TenantConfig(name, path=folder)
-        else:
-            if not _CONNECTOR_URI.match(t["connector"]):
-                raise fail(f"{where}.connector", "expected grpc://HOST:PORT")
-            tenants[name] = TenantConfig(name, connector=t["connector"])
+        elif not _CONNECTOR_URI.match(t["connector"]):
+            raise fail(f"{where}.connector", "expected grpc://HOST:PORT or grpc+tls://HOST:PORT")
+        files = {
+            k: _existing_file(base, t[k], f"{where}.{k}", fail)
+            for k in ("connector_ca", "connector_cert", "connector_key")
+            if k in t
+        }
+        if ("connector_cert" in files) != ("connector_key" in files):
+            raise fail(where, "set both 'connector_cert' and 'connector_key', or neither")
+        if files and not t["connector"].startswith("grpc+tls://"):
+            raise fail(f"{where}.connector", "certificates need a grpc+tls:// connector")
+        secrets = {}
+        if "connector_token" in t:
+            secrets["connector_token"] = _secret(
+                t["connector_token"], base, f"{where}.connector_token", fail, warnings
+            )
+        tokens = []
+        for i, spec in enumerate(t.get("tokens", [])):
+            if not isinstance(spec, str):
+                raise fail(f"{where}.tokens", "must be a list of strings")
+            tokens.append(_secret(spec, base, f"{where}.tokens[{i}]", fail, warnings))
+        rate_limit = None
+        if "rate_limit" in t:
+            limits = _check_table(t["rate_limit"], _RATE_LIMIT_KEYS, f"{where}.rate_limit", fail)
+            if set(limits) != set(_RATE_LIMIT_KEYS) or min(limits.values()) <= 0:
+                raise fail(
+                    f"{where}.rate_limit",
+                    "needs positive requests_per_second, burst and max_streams",
+                )
+            rate_limit = RateLimit(**limits)
+        tenants[name] = TenantConfig(
+            name,
+            path=folder if "path" in t else None,
+            connector=t.get("connector"),
+            **files,
+            **secrets,
+            tokens=tuple(tokens),
+            rate_limit=rate_limit,
+        )
 
     default = values.get("default_tenant") or next(iter(tenants))
     if default not in tenants:
@@ -124,8 +233,13 @@ def parse(raw: dict[str, Any], *, source: str, base: Path) -> GatewayConfig:
         default_tenant=default,
         idle_timeout=float(values.get("idle_timeout", GatewayConfig.idle_timeout)),
         ws_frame_bytes=values.get("ws_frame_bytes", GatewayConfig.ws_frame_bytes),
+        **tls,
+        allow=tuple(values["allow"]) if "allow" in values else None,
+        allowed_origins=(tuple(values["allowed_origins"]) if "allowed_origins" in values else None),
+        max_connections=values.get("max_connections", GatewayConfig.max_connections),
         tenants=tenants,
         source=source,
+        warnings=tuple(warnings),
     )
 
 
@@ -148,6 +262,23 @@ def _check_table(table, allowed, where, fail) -> dict[str, Any]:
             names = expected.__name__ if isinstance(expected, type) else "number"
             raise fail(f"{where}.{key}", f"must be a {names}")
     return dict(table)
+
+
+def _existing_file(base: Path, value: str, key: str, fail) -> Path:
+    path = (base / value).resolve()
+    if not path.is_file():
+        raise fail(key, f"{value!r} is not a readable file")
+    return path
+
+
+def _secret(spec: str, base: Path, key: str, fail, warnings: list[str]) -> Secret:
+    try:
+        secret = resolve_secret(spec, base)
+    except SecretError as exc:
+        raise fail(key, str(exc)) from None
+    if secret.literal:
+        warnings.append(f"{key}: a literal secret; prefer env:NAME or file:PATH")
+    return secret
 
 
 def _check_port(value: int, key: str, fail) -> None:

@@ -11,8 +11,15 @@ import typer
 
 from streamkit.lifecycle import run_until_signal
 from streamkit.readers import DEFAULT_BATCH_ROWS
+from streamkit.secrets import SecretError, resolve_secret
+from streamkit.security import is_loopback, parse_networks
 
 app = typer.Typer(help="Serve a folder of data files over Arrow Flight.", no_args_is_help=True)
+
+
+def fail(message: str) -> typer.Exit:
+    typer.echo(f"streamkit: {message}", err=True)
+    return typer.Exit(1)
 
 
 @app.command()
@@ -23,20 +30,70 @@ def serve(
     batch_rows: Annotated[
         int, typer.Option(min=1, help="Most rows per streamed record batch.")
     ] = DEFAULT_BATCH_ROWS,
+    tls_cert: Annotated[Path | None, typer.Option(help="Server certificate (PEM).")] = None,
+    tls_key: Annotated[Path | None, typer.Option(help="Server private key (PEM).")] = None,
+    tls_client_ca: Annotated[
+        Path | None, typer.Option(help="Require client certificates signed by this CA.")
+    ] = None,
+    token: Annotated[
+        str | None,
+        typer.Option(help="Secret every request must bring: env:NAME or file:PATH."),
+    ] = None,
+    allow: Annotated[
+        list[str] | None, typer.Option(help="Peer network allowed to connect (repeatable).")
+    ] = None,
+    insecure: Annotated[
+        bool, typer.Option(help="Allow a non-loopback address without --token.")
+    ] = False,
 ) -> None:
     """Serve ROOT's CSV, JSON, Parquet and Arrow files as Flight datasets."""
     from streamkit.connector import ConnectorServer
 
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s", stream=sys.stderr)
     if not root.is_dir():
-        typer.echo(f"streamkit: {root}: not a folder", err=True)
-        raise typer.Exit(1)
+        raise fail(f"{root}: not a folder")
+    if (tls_cert is None) != (tls_key is None):
+        raise fail("--tls-cert and --tls-key go together")
+    if tls_client_ca is not None and tls_cert is None:
+        raise fail("--tls-client-ca needs --tls-cert and --tls-key")
+    for path in (tls_cert, tls_key, tls_client_ca):
+        if path is not None and not path.is_file():
+            raise fail(f"{path}: not a readable file")
     try:
-        server = ConnectorServer(str(root), f"grpc://{host}:{port}", batch_rows=batch_rows)
-    except Exception as exc:  # e.g. port in use: pyarrow raises a plain ArrowException
-        typer.echo(f"streamkit: cannot listen on {host}:{port}: {exc}", err=True)
-        raise typer.Exit(1) from None
-    typer.echo(f"connector serving {root.resolve()} at grpc://{host}:{server.port}", err=True)
+        parse_networks(allow or [])
+    except ValueError as exc:
+        raise fail(f"--allow: {exc}") from None
+    secret = None
+    if token is not None:
+        try:
+            secret = resolve_secret(token)
+        except SecretError as exc:
+            raise fail(f"--token: {exc}") from None
+        if secret.literal:
+            typer.echo(
+                "streamkit: warning: --token is a literal secret (visible in the process "
+                "list); prefer env:NAME or file:PATH",
+                err=True,
+            )
+    if not is_loopback(host) and secret is None and not insecure:
+        raise fail(
+            f"refusing to serve {host} without --token: anyone on the network could "
+            "read the data (pass --insecure to do it anyway)"
+        )
+    try:
+        server = ConnectorServer(
+            str(root),
+            f"grpc://{host}:{port}",
+            batch_rows=batch_rows,
+            token=secret.value if secret else None,
+            allow=allow or None,
+            tls_cert=tls_cert,
+            tls_key=tls_key,
+            tls_client_ca=tls_client_ca,
+        )
+    except Exception as exc:  # e.g. port in use, bad certificate: a plain ArrowException
+        raise fail(f"cannot listen on {host}:{port}: {exc}") from None
+    typer.echo(f"connector serving {root.resolve()} at {server.url}", err=True)
 
     def stop() -> None:
         server.stop()

@@ -12,25 +12,38 @@ import pyarrow.flight as flight
 
 from streamkit import errors
 from streamkit.catalog import Catalog, Entry
+from streamkit.flight_server import BaseFlightServer
 from streamkit.query import Query
 from streamkit.readers import DEFAULT_BATCH_ROWS, DatasetInfo, Readers, flight_stream
+from streamkit.security import same_secret
 
 log = logging.getLogger("streamkit.connector")
 
 
-class ConnectorServer(flight.FlightServerBase):
+class ConnectorServer(BaseFlightServer):
     def __init__(
         self,
         root: str,
-        location: str | None = None,
+        location: str = "grpc://127.0.0.1:0",
         *,
         batch_rows: int = DEFAULT_BATCH_ROWS,
+        token: str | None = None,
         **kwargs: Any,
     ) -> None:
+        """``token``: a shared secret every call must bring (``Authorization: Bearer``);
+        ``kwargs``: ``allow``, ``tls_cert``, ``tls_key``, ``tls_client_ca`` (see base)."""
         self.catalog = Catalog(root)
         self.readers = Readers(str(self.catalog.root), batch_rows=batch_rows)
         self.stopping = threading.Event()
+        self.token = token
         super().__init__(location, **kwargs)
+
+    def _admit(self, context: flight.ServerCallContext) -> None:
+        _, given = self.admit(context)
+        if self.token is not None and (given is None or not same_secret(given, self.token)):
+            raise flight.FlightUnauthenticatedError(
+                "unauthenticated: this connector needs its token"
+            )
 
     # -- helpers ---------------------------------------------------------------
 
@@ -61,6 +74,7 @@ class ConnectorServer(flight.FlightServerBase):
     def list_flights(
         self, context: flight.ServerCallContext, criteria: bytes
     ) -> Iterator[flight.FlightInfo]:
+        self._admit(context)
         prefix = criteria.decode("utf-8", "replace") if criteria else ""
         for entry in self.catalog.scan():
             if not entry.name.startswith(prefix):
@@ -75,6 +89,7 @@ class ConnectorServer(flight.FlightServerBase):
     def get_flight_info(
         self, context: flight.ServerCallContext, descriptor: flight.FlightDescriptor
     ) -> flight.FlightInfo:
+        self._admit(context)
         query = Query.from_descriptor(descriptor, with_tenant=False)
         entry, info = self._resolve(query)
         return self._flight_info(entry, info, query)
@@ -87,6 +102,7 @@ class ConnectorServer(flight.FlightServerBase):
     def do_get(
         self, context: flight.ServerCallContext, ticket: flight.Ticket
     ) -> flight.FlightDataStream:
+        self._admit(context)
         query = Query.from_ticket(ticket)
         entry = self.catalog.resolve(query.dataset)
         reader = self.readers.open(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -13,6 +14,7 @@ from aiohttp import web
 
 from streamkit import errors
 from streamkit.config import GatewayConfig
+from streamkit.gateway.access import Access
 from streamkit.gateway.flight_service import GatewayFlightServer
 from streamkit.gateway.http_service import make_http_app
 from streamkit.gateway.upstream import Upstreams
@@ -28,7 +30,9 @@ class Gateway:
     def __init__(self, config: GatewayConfig) -> None:
         self.config = config
         self.pool = ThreadPoolExecutor(STREAM_THREADS, thread_name_prefix="streamkit-stream")
+        self.access = Access(config)
         self.upstreams = Upstreams(config)
+        self.connections = 0  # open WebSockets
         self.flight: GatewayFlightServer | None = None
         self.http_port = 0
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -42,18 +46,24 @@ class Gateway:
 
     @property
     def flight_url(self) -> str:
-        return f"grpc://{self.config.host}:{self.flight_port}"
+        assert self.flight is not None
+        return self.flight.url
 
     @property
     def http_url(self) -> str:
-        return f"http://{self.config.host}:{self.http_port}"
+        scheme = "https" if self.config.tls else "http"
+        return f"{scheme}://{self.config.host}:{self.http_port}"
 
     def start(self) -> Gateway:
         try:
             self.flight = GatewayFlightServer(
                 self.upstreams,
+                self.access,
                 f"grpc://{self.config.host}:{self.config.flight_port}",
                 idle_timeout=self.config.idle_timeout,
+                allow=self.config.allow,
+                tls_cert=self.config.tls_cert,
+                tls_key=self.config.tls_key,
             )
             self._start_http()
         except BaseException:
@@ -69,7 +79,12 @@ class Gateway:
         async def serve() -> None:
             self._runner = web.AppRunner(make_http_app(self), access_log=None, shutdown_timeout=1.0)
             await self._runner.setup()
-            site = web.TCPSite(self._runner, self.config.host, self.config.http_port)
+            site = web.TCPSite(
+                self._runner,
+                self.config.host,
+                self.config.http_port,
+                ssl_context=self._ssl_context(),
+            )
             await site.start()
             self.http_port = self._runner.addresses[0][1]
 
@@ -90,10 +105,20 @@ class Gateway:
         if failure:
             raise failure[0]
 
-    def list_datasets(self) -> list[dict[str, Any]]:
-        """Every tenant's datasets as the WebSocket ``datasets`` message lists them."""
+    def _ssl_context(self) -> ssl.SSLContext | None:
+        if not self.config.tls:
+            return None
+        assert self.config.tls_cert is not None and self.config.tls_key is not None
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(self.config.tls_cert, self.config.tls_key)
+        return context
+
+    def list_datasets(self, tenants: frozenset[str] | None = None) -> list[dict[str, Any]]:
+        """The datasets of ``tenants`` (default all) as the WebSocket ``datasets`` lists them."""
         out = []
         for tenant in self.upstreams.tenants.values():
+            if tenants is not None and tenant.name not in tenants:
+                continue
             try:
                 infos = self.upstreams.list_flights(tenant)
             except flight.FlightError as exc:

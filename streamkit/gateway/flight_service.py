@@ -9,13 +9,16 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
+import weakref
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.flight as flight
 
 from streamkit import errors
+from streamkit.flight_server import BaseFlightServer
+from streamkit.gateway.access import Access, Identity
 from streamkit.gateway.requests_log import RequestRecord
 from streamkit.gateway.upstream import Upstreams, upstream_error
 from streamkit.query import Query
@@ -23,16 +26,18 @@ from streamkit.query import Query
 log = logging.getLogger("streamkit.gateway")
 
 
-class GatewayFlightServer(flight.FlightServerBase):
+class GatewayFlightServer(BaseFlightServer):
     def __init__(
         self,
         upstreams: Upstreams,
-        location: str | None = None,
+        access: Access,
+        location: str = "grpc://127.0.0.1:0",
         *,
         idle_timeout: float = 60.0,
         **kwargs: Any,
     ) -> None:
         self.upstreams = upstreams
+        self.access = access
         self.stopping = threading.Event()
         self.idle_timeout = idle_timeout
         # Open streams: upstream reader -> when it last delivered a batch.
@@ -55,9 +60,15 @@ class GatewayFlightServer(flight.FlightServerBase):
                 log.warning("cancelling a stream idle for %.0f s", self.idle_timeout)
                 reader.cancel()
 
-    def _query(self, query: Query) -> Query:
+    def _caller(self, context: flight.ServerCallContext) -> tuple[Identity, str]:
+        peer, token = self.admit(context)
+        return self.access.identify(token), peer
+
+    def _query(self, query: Query, identity: Identity) -> Query:
+        """The tenant comes from the request, but the caller's identity decides if it may."""
         if query.tenant is None:
             raise errors.invalid("the query needs a 'tenant'")
+        self.access.authorize(identity, query.tenant)
         self.upstreams.tenant(query.tenant)  # unknown tenant: not found
         return query
 
@@ -93,7 +104,9 @@ class GatewayFlightServer(flight.FlightServerBase):
     def get_flight_info(
         self, context: flight.ServerCallContext, descriptor: flight.FlightDescriptor
     ) -> flight.FlightInfo:
-        query = self._query(Query.from_descriptor(descriptor, with_tenant=True))
+        identity, peer = self._caller(context)
+        query = self._query(Query.from_descriptor(descriptor, with_tenant=True), identity)
+        self.access.limits.request(query.tenant, identity.caller(peer))
         return self._info(query, self.upstreams.get_flight_info(query), descriptor)
 
     def get_schema(
@@ -104,46 +117,84 @@ class GatewayFlightServer(flight.FlightServerBase):
     def do_get(
         self, context: flight.ServerCallContext, ticket: flight.Ticket
     ) -> flight.FlightDataStream:
-        query = self._query(Query.from_ticket(ticket))
+        identity, peer = self._caller(context)
+        # A ticket names a tenant, but only the caller's identity grants it: a ticket minted
+        # for one tenant and replayed with another tenant's token is refused here.
+        query = self._query(Query.from_ticket(ticket), identity)
         record = RequestRecord("flight", query.tenant, query.dataset)
         try:
-            reader = self.upstreams.do_get(query)
+            release = self.access.limits.acquire_stream(query.tenant, identity.caller(peer))
         except flight.FlightError as exc:
             record.finish(errors.code_of(exc))
             raise
-        return flight.GeneratorStream(reader.schema, self._forward(query, reader, record))
+        stream = _Stream(record, release, self._progress, self._lock)
+        try:
+            stream.reader = self.upstreams.do_get(query)
+        except flight.FlightError as exc:
+            stream.close(errors.code_of(exc))
+            raise
+        batches = self._forward(query, stream)
+        # A generator that never started does not run its ``finally``: release it anyway.
+        weakref.finalize(batches, stream.close, "cancelled")
+        return flight.GeneratorStream(stream.reader.schema, batches)
 
-    def _forward(
-        self, query: Query, reader: flight.FlightStreamReader, record: RequestRecord
-    ) -> Iterator[pa.RecordBatch]:
+    def _forward(self, query: Query, stream: _Stream) -> Iterator[pa.RecordBatch]:
         """Pass batches on; when the client goes away, the upstream call is cancelled too."""
+        reader = stream.reader
+        assert reader is not None
+        outcome = "cancelled"
         try:
             while not self.stopping.is_set():
-                with self._lock:
-                    self._progress[reader] = time.monotonic()
+                stream.progressed()
                 try:
                     chunk = reader.read_chunk()
                 except StopIteration:
-                    record.outcome = "ok"
+                    outcome = "ok"
                     return
                 except flight.FlightCancelledError:
+                    outcome = "idle"
                     raise errors.unavailable(
                         f"stream of {query.label()!r} made no progress for {self.idle_timeout:g} s"
                     ) from None
                 except flight.FlightError as exc:
+                    outcome = errors.code_of(exc)
                     raise upstream_error(query.tenant or "", exc) from None
-                record.add(chunk.data.num_rows, chunk.data.nbytes)
+                stream.record.add(chunk.data.num_rows, chunk.data.nbytes)
                 yield chunk.data
+            outcome = "stopped"
             raise errors.unavailable("the gateway is shutting down")
-        except GeneratorExit:
-            record.outcome = "cancelled"
-            raise
         finally:
-            with self._lock:
-                self._progress.pop(reader, None)
-            if record.outcome != "ok":
-                reader.cancel()
-            record.finish()
+            stream.close(outcome)
 
     def stop(self) -> None:
         self.stopping.set()
+
+
+class _Stream:
+    """One forwarded stream's resources, released exactly once however the stream ends."""
+
+    def __init__(
+        self,
+        record: RequestRecord,
+        release: Callable[[], None],
+        progress: dict[flight.FlightStreamReader, float],
+        lock: threading.Lock,
+    ) -> None:
+        self.record, self.release, self._progress, self._lock = record, release, progress, lock
+        self.reader: flight.FlightStreamReader | None = None
+        self._closed = False
+
+    def progressed(self) -> None:
+        with self._lock:
+            self._progress[self.reader] = time.monotonic()
+
+    def close(self, outcome: str) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._progress.pop(self.reader, None)
+        if self.reader is not None and outcome != "ok":
+            self.reader.cancel()
+        self.release()
+        self.record.finish(outcome)

@@ -11,11 +11,13 @@ import pyarrow.flight as flight
 from aiohttp import web
 
 from streamkit import errors
+from streamkit.gateway.access import Identity
 from streamkit.gateway.requests_log import RequestRecord
 from streamkit.gateway.upstream import read_batch
 from streamkit.gateway.ws_session import MAX_MESSAGE_BYTES, WsSession
 from streamkit.ipc_frames import IpcFramer
 from streamkit.query import Query
+from streamkit.security import bearer_token
 
 if TYPE_CHECKING:
     from streamkit.gateway.app import Gateway
@@ -32,8 +34,24 @@ def error_response(code: str, message: str) -> web.Response:
     return web.json_response({"code": code, "message": message}, status=errors.HTTP_STATUS[code])
 
 
+@web.middleware
+async def guard(request: web.Request, handler):
+    """Refuse peers outside the allow-list before any work."""
+    gateway = _gateway(request)
+    address = request.remote or ""
+    if not gateway.access.peers.allows(address):
+        return error_response(errors.UNAUTHORIZED, f"peer not allowed: {address}")
+    return await handler(request)
+
+
+def request_identity(request: web.Request) -> Identity:
+    """From the ``Authorization: Bearer`` header; raises unauthenticated for a bad token."""
+    token = bearer_token(request.headers.get("Authorization"))
+    return _gateway(request).access.identify(token)
+
+
 def make_http_app(gateway: Gateway) -> web.Application:
-    app = web.Application()
+    app = web.Application(middlewares=[guard])
     app[GATEWAY_KEY] = gateway
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/ws", websocket)
@@ -47,21 +65,53 @@ def _gateway(request: web.Request) -> Gateway:
 
 
 async def healthz(request: web.Request) -> web.Response:
+    """Status for load balancers; tenant details only for callers who may see them."""
     gateway = _gateway(request)
+    try:
+        identity = request_identity(request)
+    except flight.FlightError as exc:
+        return error_response(errors.code_of(exc), errors.clean_message(exc))
     loop = asyncio.get_running_loop()
     tenants = await loop.run_in_executor(gateway.pool, gateway.upstreams.health)
     status = "ok" if all(t["reachable"] for t in tenants.values()) else "degraded"
-    return web.json_response({"status": status, "tenants": tenants})
+    if gateway.access.auth_required and identity.token is None:
+        return web.json_response({"status": status})
+    shown = {name: tenants[name] for name in tenants if name in identity.tenants}
+    return web.json_response({"status": status, "tenants": shown})
 
 
-async def websocket(request: web.Request) -> web.WebSocketResponse:
+def origin_allowed(request: web.Request, allowed: tuple[str, ...] | None) -> bool:
+    """Browsers send Origin; CLIs and scripts do not, and are not subject to this check."""
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return True
+    if allowed is None:
+        return origin == f"{request.scheme}://{request.host}"
+    return origin in allowed
+
+
+async def websocket(request: web.Request) -> web.StreamResponse:
+    gateway = _gateway(request)
+    if not origin_allowed(request, gateway.config.allowed_origins):
+        return error_response(errors.UNAUTHORIZED, "origin not allowed")
+    try:
+        identity = request_identity(request)
+    except flight.FlightError as exc:
+        return error_response(errors.code_of(exc), errors.clean_message(exc))
+    if gateway.connections >= gateway.config.max_connections:
+        return error_response(errors.UNAVAILABLE, "unavailable: too many connections")
     # No per-message deflate: Arrow frames barely compress and deflate costs ~30x throughput.
     # Messages over MAX_MESSAGE_BYTES get an error frame; far larger ones close the socket.
     ws = web.WebSocketResponse(
         heartbeat=HEARTBEAT_SECONDS, compress=False, max_msg_size=16 * MAX_MESSAGE_BYTES
     )
     await ws.prepare(request)
-    await WsSession(ws, _gateway(request)).run()
+    gateway.connections += 1
+    try:
+        authenticated = identity.token is not None
+        await WsSession(ws, gateway, identity, request.remote or "", authenticated).run()
+    finally:
+        gateway.connections -= 1
     return ws
 
 
@@ -80,12 +130,30 @@ async def stream(request: web.Request) -> web.StreamResponse:
         except ValueError:
             return error_response(errors.INVALID, "invalid: 'limit' must be an integer")
     loop = asyncio.get_running_loop()
+    release = None
     try:
+        identity = request_identity(request)
         query = Query.from_json(fields)
+        gateway.access.authorize(identity, query.tenant)
+        gateway.upstreams.tenant(query.tenant)
+        caller = identity.caller(request.remote or "")
+        release = gateway.access.limits.acquire_stream(query.tenant, caller)
         record = RequestRecord("http", query.tenant, query.dataset)
         reader = await loop.run_in_executor(gateway.pool, gateway.upstreams.do_get, query)
     except flight.FlightError as exc:
+        if release is not None:
+            release()
         return error_response(errors.code_of(exc), errors.clean_message(exc))
+    try:
+        return await _send_stream(request, gateway, reader, record)
+    finally:
+        release()
+
+
+async def _send_stream(
+    request: web.Request, gateway: Gateway, reader: flight.FlightStreamReader, record: RequestRecord
+) -> web.StreamResponse:
+    loop = asyncio.get_running_loop()
 
     response = web.StreamResponse(
         headers={"Content-Type": ARROW_STREAM, "Cache-Control": "no-store"}

@@ -42,6 +42,22 @@ class Tenant:
     def name(self) -> str:
         return self.config.name
 
+    def options(self, timeout: float | None = None) -> flight.FlightCallOptions:
+        """Call options: a deadline for metadata calls, the connector's token if any."""
+        token = self.config.connector_token
+        headers = [(b"authorization", f"Bearer {token.value}".encode())] if token else []
+        return flight.FlightCallOptions(timeout=timeout, headers=headers)
+
+
+def _connect(config: TenantConfig, location: str) -> flight.FlightClient:
+    tls: dict[str, bytes] = {}
+    if config.connector_ca is not None:
+        tls["tls_root_certs"] = config.connector_ca.read_bytes()
+    if config.connector_cert is not None and config.connector_key is not None:
+        tls["cert_chain"] = config.connector_cert.read_bytes()
+        tls["private_key"] = config.connector_key.read_bytes()
+    return flight.connect(location, generic_options=_CHANNEL_OPTIONS, **tls)
+
 
 class Upstreams:
     def __init__(self, config: GatewayConfig) -> None:
@@ -54,7 +70,7 @@ class Upstreams:
                     embedded = ConnectorServer(str(tenant_config.path), "grpc://127.0.0.1:0")
                     location = f"grpc://127.0.0.1:{embedded.port}"
                 assert location is not None
-                client = flight.connect(location, generic_options=_CHANNEL_OPTIONS)
+                client = _connect(tenant_config, location)
                 self.tenants[name] = Tenant(tenant_config, location, client, embedded)
         except BaseException:
             self.close()
@@ -71,23 +87,26 @@ class Upstreams:
         upstream = Query(dataset=query.dataset, columns=query.columns, limit=query.limit)
         with _upstream_errors(tenant):
             return tenant.client.get_flight_info(
-                upstream.to_descriptor(), _options(METADATA_TIMEOUT_S)
+                upstream.to_descriptor(), tenant.options(METADATA_TIMEOUT_S)
             )
 
     def list_flights(self, tenant: Tenant) -> list[flight.FlightInfo]:
         with _upstream_errors(tenant):
-            return list(tenant.client.list_flights(b"", _options(METADATA_TIMEOUT_S)))
+            return list(tenant.client.list_flights(b"", tenant.options(METADATA_TIMEOUT_S)))
 
     def do_get(self, query: Query) -> flight.FlightStreamReader:
         """Open the upstream stream; no call deadline, as streams may run for a long time."""
         tenant = self.tenant(query.tenant)
         upstream = Query(dataset=query.dataset, columns=query.columns, limit=query.limit)
         with _upstream_errors(tenant):
-            return tenant.client.do_get(upstream.to_ticket())
+            return tenant.client.do_get(upstream.to_ticket(), tenant.options())
 
-    def health(self) -> dict[str, dict]:
+    def health(self, tenants: frozenset[str] | None = None) -> dict[str, dict]:
+        """Reachability, latency and dataset count of ``tenants`` (default all)."""
         report = {}
         for name, tenant in self.tenants.items():
+            if tenants is not None and name not in tenants:
+                continue
             started = time.perf_counter()
             try:
                 datasets = len(self.list_flights(tenant))
@@ -107,10 +126,6 @@ class Upstreams:
                 tenant.embedded.stop()
                 tenant.embedded.shutdown()
         self.tenants.clear()
-
-
-def _options(timeout: float | None) -> flight.FlightCallOptions:
-    return flight.FlightCallOptions(timeout=timeout)
 
 
 class _upstream_errors:

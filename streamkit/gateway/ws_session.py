@@ -13,9 +13,10 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 import pyarrow.flight as flight
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 
 from streamkit import errors
+from streamkit.gateway.access import Identity
 from streamkit.gateway.requests_log import RequestRecord
 from streamkit.gateway.upstream import read_batch
 from streamkit.ipc_frames import IpcFramer
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("streamkit.gateway")
 
 MAX_MESSAGE_BYTES = 64 * 1024
+AUTH_TIMEOUT_SECONDS = 5.0
 QUERY_KEYS = frozenset({"action", "id"})
 
 
@@ -35,15 +37,29 @@ class QueryCancelled(Exception):
 
 
 class WsSession:
-    def __init__(self, ws: web.WebSocketResponse, gateway: Gateway) -> None:
+    def __init__(
+        self,
+        ws: web.WebSocketResponse,
+        gateway: Gateway,
+        identity: Identity,
+        peer: str,
+        authenticated: bool,
+    ) -> None:
         self.ws = ws
         self.gateway = gateway
+        self.identity = identity
+        self.peer = peer
+        self.authenticated = authenticated
         self.task: asyncio.Task[None] | None = None
         self.query_id: Any = None
         self.reader: flight.FlightStreamReader | None = None
         self.cancelled = False
 
     async def run(self) -> None:
+        access = self.gateway.access
+        deadline = None
+        if access.auth_required and not self.authenticated and not access.open:
+            deadline = asyncio.create_task(self._close_unless_authenticated())
         try:
             async for message in self.ws:
                 if message.type == WSMsgType.TEXT:
@@ -51,7 +67,35 @@ class WsSession:
                 elif message.type == WSMsgType.BINARY:
                     await self.send_error(None, errors.INVALID, "send JSON text messages")
         finally:
+            if deadline is not None:
+                deadline.cancel()
             await self.cancel_query()
+
+    async def _close_unless_authenticated(self) -> None:
+        """Browsers authenticate with a first ``auth`` message; a socket that never does goes."""
+        await asyncio.sleep(AUTH_TIMEOUT_SECONDS)
+        if not self.authenticated:
+            await self.ws.close(
+                code=WSCloseCode.POLICY_VIOLATION, message=b"authentication required"
+            )
+
+    async def authenticate(self, message: dict[str, Any]) -> None:
+        token = message.get("token")
+        try:
+            if not isinstance(token, str) or not token:
+                raise flight.FlightUnauthenticatedError("unauthenticated: 'token' is required")
+            self.identity = self.gateway.access.identify(token)
+        except flight.FlightError as exc:
+            await self.send_error(message.get("id"), errors.code_of(exc), errors.clean_message(exc))
+            return
+        self.authenticated = True
+        await self.send_json(
+            {
+                "type": "authenticated",
+                "id": message.get("id"),
+                "tenants": sorted(self.identity.tenants),
+            }
+        )
 
     async def handle(self, text: str) -> None:
         if len(text.encode()) > MAX_MESSAGE_BYTES:
@@ -69,7 +113,9 @@ class WsSession:
             return
         action = message.get("action")
         query_id = message.get("id")
-        if action == "list":
+        if action == "auth":
+            await self.authenticate(message)
+        elif action == "list":
             await self.send_list(query_id)
         elif action == "query":
             await self.start_query(message)
@@ -94,7 +140,9 @@ class WsSession:
 
     async def send_list(self, query_id: Any) -> None:
         loop = asyncio.get_running_loop()
-        datasets = await loop.run_in_executor(self.gateway.pool, self.gateway.list_datasets)
+        datasets = await loop.run_in_executor(
+            self.gateway.pool, self.gateway.list_datasets, self.identity.tenants
+        )
         await self.send_json({"type": "datasets", "id": query_id, "datasets": datasets})
 
     async def start_query(self, message: dict[str, Any]) -> None:
@@ -108,12 +156,17 @@ class WsSession:
         fields.setdefault("tenant", self.gateway.config.default_tenant)
         try:
             query = Query.from_json(fields)
+            self.gateway.access.authorize(self.identity, query.tenant)
             self.gateway.upstreams.tenant(query.tenant)
+            release = self.gateway.access.limits.acquire_stream(
+                query.tenant, self.identity.caller(self.peer)
+            )
         except flight.FlightError as exc:
             await self.send_error(query_id, errors.code_of(exc), errors.clean_message(exc))
             return
         self.query_id, self.cancelled, self.reader = query_id, False, None
         self.task = asyncio.create_task(self.stream(query, query_id))
+        self.task.add_done_callback(lambda _: release())
 
     async def cancel_query(self, wait: bool = True) -> None:
         task = self.task

@@ -1,0 +1,60 @@
+"""What the connector's and the gateway's Flight servers share: TLS, bearer tokens read by a
+middleware, the peer allow-list, and a clean "unimplemented" for methods they do not serve.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pyarrow.flight as flight
+
+from streamkit.security import AUTH_MIDDLEWARE, PeerFilter, TokenMiddlewareFactory, call_token
+
+
+class BaseFlightServer(flight.FlightServerBase):
+    def __init__(
+        self,
+        location: str = "grpc://127.0.0.1:0",
+        *,
+        allow: tuple[str, ...] | list[str] | None = None,
+        tls_cert: Path | None = None,
+        tls_key: Path | None = None,
+        tls_client_ca: Path | None = None,
+        **kwargs: Any,
+    ) -> None:
+        self.peers = PeerFilter(allow)
+        self.tls = tls_cert is not None
+        self.host = location.split("://", 1)[1].rsplit(":", 1)[0]
+        if self.tls:
+            location = location.replace("grpc://", "grpc+tls://", 1)
+            assert tls_key is not None
+            kwargs["tls_certificates"] = [(tls_cert.read_bytes(), tls_key.read_bytes())]
+            if tls_client_ca is not None:  # mutual TLS: only clients with a cert it signed
+                kwargs["verify_client"] = True
+                kwargs["root_certificates"] = tls_client_ca.read_bytes()
+        kwargs.setdefault("middleware", {})[AUTH_MIDDLEWARE] = TokenMiddlewareFactory()
+        super().__init__(location, **kwargs)
+
+    @property
+    def url(self) -> str:
+        return f"{'grpc+tls' if self.tls else 'grpc'}://{self.host}:{self.port}"
+
+    def admit(self, context: flight.ServerCallContext) -> tuple[str, str | None]:
+        """Check the peer before any work; return its address and its bearer token."""
+        return self.peers.check_flight(context), call_token(context)
+
+    def _unimplemented(self, method: str) -> flight.FlightServerError:
+        return flight.FlightServerError(f"unimplemented: {method} is not served here")
+
+    def do_put(self, context, descriptor, reader, writer):
+        raise self._unimplemented("DoPut")
+
+    def do_exchange(self, context, descriptor, reader, writer):
+        raise self._unimplemented("DoExchange")
+
+    def do_action(self, context, action):
+        raise self._unimplemented("DoAction")
+
+    def list_actions(self, context):
+        raise self._unimplemented("ListActions")

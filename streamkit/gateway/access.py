@@ -1,0 +1,69 @@
+"""Who may read what at the gateway (DESIGN.md "Security decisions").
+
+A caller is identified by a bearer token (or none). A tenant with ``tokens`` accepts only
+those; a tenant without is open. With authentication on, a tenant outside the caller's set,
+existing or not, is refused the same way, so nothing reveals which tenants exist.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pyarrow.flight as flight
+
+from streamkit import errors
+from streamkit.config import GatewayConfig
+from streamkit.security import PeerFilter, RateLimiter, same_secret, token_id
+
+
+@dataclass(frozen=True)
+class Identity:
+    tenants: frozenset[str]
+    """Tenants this caller may read (its tokens' tenants and the open ones)."""
+    token: str | None = None
+    """Non-secret name of the token (``token:…``), None for anonymous callers."""
+
+    def caller(self, peer: str) -> str:
+        """Rate-limit key: the token, or the peer address for anonymous callers."""
+        return self.token or f"peer:{peer}"
+
+
+class Access:
+    def __init__(self, config: GatewayConfig) -> None:
+        self.auth_required = config.auth_required
+        self.open = frozenset(n for n, t in config.tenants.items() if not t.tokens)
+        self._tokens = [(s.value, n) for n, t in config.tenants.items() for s in t.tokens]
+        self.peers = PeerFilter(config.allow)
+        self.limits = RateLimiter(
+            {n: t.rate_limit for n, t in config.tenants.items() if t.rate_limit}
+        )
+
+    def identify(self, token: str | None) -> Identity:
+        """The caller's identity; an unknown token is refused outright."""
+        if token is None:
+            return Identity(self.open)
+        tenants = set(self.open)
+        known = False
+        for secret, tenant in self._tokens:  # every comparison runs: no early exit
+            if same_secret(token, secret):
+                tenants.add(tenant)
+                known = True
+        if not known:
+            raise unauthenticated("the token is not valid")
+        return Identity(frozenset(tenants), token_id(token))
+
+    def authorize(self, identity: Identity, tenant: str | None) -> None:
+        """Refuse a tenant outside the caller's set (unknown tenants included)."""
+        if tenant in identity.tenants:
+            return
+        if not self.auth_required:
+            raise errors.not_found(f"tenant {tenant!r}")
+        if identity.token is None:
+            raise unauthenticated(f"tenant {tenant!r} needs a token")
+        raise flight.FlightUnauthorizedError(
+            f"unauthorized: this token may not read tenant {tenant!r}"
+        )
+
+
+def unauthenticated(why: str) -> flight.FlightUnauthenticatedError:
+    return flight.FlightUnauthenticatedError(f"unauthenticated: {why}")

@@ -1,0 +1,182 @@
+"""Shared security pieces of the connector and the gateway: bearer tokens, peer allow-lists,
+rate limits, TLS options and the rule against exposing unauthenticated servers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import pyarrow.flight as flight
+
+AUTH_MIDDLEWARE = "auth"
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def bearer_token(value: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header value."""
+    if not value:
+        return None
+    scheme, _, token = value.strip().partition(" ")
+    return token.strip() or None if scheme.lower() == "bearer" else None
+
+
+def same_secret(given: str, expected: str) -> bool:
+    """Constant-time comparison (of digests, so lengths leak nothing either)."""
+    return hmac.compare_digest(
+        hashlib.sha256(given.encode()).digest(), hashlib.sha256(expected.encode()).digest()
+    )
+
+
+def token_id(token: str) -> str:
+    """A short non-secret name for a token, for rate-limit keys and logs."""
+    return "token:" + hashlib.sha256(token.encode()).hexdigest()[:12]
+
+
+class TokenMiddleware(flight.ServerMiddleware):
+    def __init__(self, token: str | None) -> None:
+        self.token = token
+
+
+class TokenMiddlewareFactory(flight.ServerMiddlewareFactory):
+    """Reads the bearer token of each call; handlers decide what it may do."""
+
+    def start_call(self, info: flight.CallInfo, headers: dict[str, list[str]]) -> TokenMiddleware:
+        values = headers.get("authorization") or headers.get("Authorization") or []
+        return TokenMiddleware(bearer_token(values[0]) if values else None)
+
+
+def call_token(context: flight.ServerCallContext) -> str | None:
+    middleware = context.get_middleware(AUTH_MIDDLEWARE)
+    return middleware.token if middleware is not None else None
+
+
+# -- peers -------------------------------------------------------------------
+
+
+def parse_networks(specs: Iterable[str]) -> list[Network]:
+    return [ipaddress.ip_network(spec, strict=False) for spec in specs]
+
+
+def peer_address(peer: str) -> str:
+    """The IP of a gRPC peer string (``ipv4:1.2.3.4:5``, ``ipv6:[::1]:5``) or a bare address."""
+    for prefix in ("ipv4:", "ipv6:"):
+        if peer.startswith(prefix):
+            host = peer[len(prefix) :].rsplit(":", 1)[0]
+            return host.strip("[]")
+    return peer
+
+
+class PeerFilter:
+    def __init__(self, allow: Iterable[str] | None) -> None:
+        self.networks = parse_networks(allow) if allow else None
+
+    def allows(self, address: str) -> bool:
+        if self.networks is None:
+            return True
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
+            ip = ip.ipv4_mapped
+        return any(ip in network for network in self.networks)
+
+    def check_flight(self, context: flight.ServerCallContext) -> str:
+        """The caller's address; refuses a peer outside the allow-list before any work."""
+        address = peer_address(context.peer())
+        if not self.allows(address):
+            raise flight.FlightUnauthorizedError(f"peer not allowed: {address}")
+        return address
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+# -- rate limits -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    requests_per_second: float
+    burst: int
+    max_streams: int
+
+
+class _Bucket:
+    def __init__(self, limit: RateLimit) -> None:
+        self.tokens = float(limit.burst)
+        self.updated = time.monotonic()
+        self.streams = 0
+
+
+class RateLimiter:
+    """Token buckets and stream caps per (tenant, caller). Refused requests take nothing."""
+
+    def __init__(self, limits: dict[str, RateLimit]) -> None:
+        self.limits = limits
+        self._buckets: dict[tuple[str, str], _Bucket] = {}
+        self._lock = threading.Lock()
+
+    def _bucket(self, tenant: str, caller: str, limit: RateLimit) -> _Bucket:
+        key = (tenant, caller)
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            if len(self._buckets) > 100_000:  # forget idle callers rather than grow forever
+                self._buckets = {k: b for k, b in self._buckets.items() if b.streams}
+            bucket = self._buckets[key] = _Bucket(limit)
+        now = time.monotonic()
+        bucket.tokens = min(
+            limit.burst, bucket.tokens + (now - bucket.updated) * limit.requests_per_second
+        )
+        bucket.updated = now
+        return bucket
+
+    def request(self, tenant: str, caller: str) -> None:
+        limit = self.limits.get(tenant)
+        if limit is None:
+            return
+        with self._lock:
+            bucket = self._bucket(tenant, caller, limit)
+            if bucket.tokens < 1:
+                raise _limited(tenant, f"over {limit.requests_per_second:g} requests/s")
+            bucket.tokens -= 1
+
+    def acquire_stream(self, tenant: str, caller: str) -> Callable[[], None]:
+        """Take one of the caller's concurrent stream slots (and one request); returns the
+        function that gives it back (calling it more than once is harmless)."""
+        limit = self.limits.get(tenant)
+        if limit is None:
+            return lambda: None
+        with self._lock:
+            bucket = self._bucket(tenant, caller, limit)
+            if bucket.streams >= limit.max_streams:
+                raise _limited(tenant, f"more than {limit.max_streams} concurrent streams")
+            if bucket.tokens < 1:
+                raise _limited(tenant, f"over {limit.requests_per_second:g} requests/s")
+            bucket.tokens -= 1
+            bucket.streams += 1
+        released = threading.Event()
+
+        def release() -> None:
+            with self._lock:
+                if not released.is_set():
+                    released.set()
+                    bucket.streams -= 1
+
+        return release
+
+
+def _limited(tenant: str, why: str) -> flight.FlightUnavailableError:
+    return flight.FlightUnavailableError(f"rate limited: tenant {tenant!r}: {why}")
