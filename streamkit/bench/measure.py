@@ -131,7 +131,10 @@ async def _fetch_websocket(http_url: str, tenant: str, dataset: str) -> Sample:
                 raise FetchError("the WebSocket closed before the end of the stream")
         seconds = time.perf_counter() - started
     except (OSError, WebSocketException) as exc:
-        raise FetchError(f"WebSocket {ws_url}: {exc}") from None
+        raise FetchError(
+            f"WebSocket {ws_url}: {type(exc).__name__}: {exc} (after {counter.rows:,} rows,"
+            f" {counter.wire:,} bytes)"
+        ) from None
     if not counter.ended:
         raise FetchError("the WebSocket stream ended without its end-of-stream marker")
     return Sample(seconds, first or seconds, counter.rows, counter.bytes, counter.wire)

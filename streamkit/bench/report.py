@@ -16,7 +16,7 @@ PATHS = {
     "connector_flight": "connector Flight (direct)",
     "gateway_flight": "gateway Flight",
     "gateway_websocket": "gateway WebSocket",
-    "gateway_http": "gateway HTTP /api/stream",
+    "gateway_http": "gateway HTTP stream",
 }
 DIRECT, BASELINE = "connector_flight", "baseline_flight"
 
@@ -62,8 +62,13 @@ def build(
     }
 
 
-def render(report: dict[str, Any], console) -> None:
+def render(report: dict[str, Any]) -> None:
+    from rich.console import Console
     from rich.table import Table
+
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=120)
 
     data = report["dataset"]
     console.print(

@@ -76,9 +76,7 @@ def bench(
     if as_json:
         print(json.dumps(body, indent=2))
     else:
-        from rich.console import Console
-
-        report.render(body, Console())
+        report.render(body)
     if any(path.get("error") for path in body["paths"].values()):
         raise typer.Exit(EXIT_ERROR)
 
@@ -142,6 +140,7 @@ def _local(size: int, runs: int, clients: int, client_rows: int | None) -> dict[
                     servers.gateway_url, [servers.tenant, DATASET], clients, client_rows, progress
                 )
                 clients_rss = dict(rss.peak)
+            logs = {p.name: p.stderr.splitlines()[-5:] for p in servers.processes}
         finally:
             progress.say("stopping servers")
             servers.stop()
@@ -149,7 +148,7 @@ def _local(size: int, runs: int, clients: int, client_rows: int | None) -> dict[
         name: {"streams": streams_rss[name], "concurrent": clients_rss[name]}
         for name in streams_rss
     }
-    return report.build(
+    body = report.build(
         mode="local",
         dataset={"name": f"{servers.tenant}/{DATASET}", **data.to_json()},
         runs=runs,
@@ -158,6 +157,9 @@ def _local(size: int, runs: int, clients: int, client_rows: int | None) -> dict[
         peak_rss=peak,
         urls=urls,
     )
+    if any(result.error for result in paths.values()):
+        body["server_logs"] = logs  # the servers' last words, to explain a failed path
+    return body
 
 
 def _remote(
@@ -222,7 +224,7 @@ def _measure_paths(
             try:
                 result.samples.append(fetch())
             except measure.FetchError as exc:
-                result.error = str(exc)
+                result.error = f"run {run + 1}: {exc}"
     return results
 
 
