@@ -221,7 +221,7 @@ function renderChartControls() {
       return label;
     }),
   );
-  if (!numeric.length) el.series.textContent = "no numeric columns";
+  if (!numeric.length && fields.length) el.series.textContent = "no numeric columns";
   updateChartEmpty();
 }
 
@@ -294,6 +294,8 @@ async function runQuery() {
   state.run = run;
   state.batches = [];
   state.retained = true;
+  // Send the request first; clear the views while its first bytes are on the way.
+  const opening = openStream(transport, request, connection);
   clearError();
   el.run.disabled = true;
   el.cancel.disabled = false;
@@ -301,7 +303,7 @@ async function runQuery() {
   plot.reset(chosenX(), chosenSeries());
   setProgress(run);
   try {
-    run.handle = await openStream(transport, request, connection);
+    run.handle = await opening;
     if (run.cancelRequested) run.handle.cancel();
     run.state = "streaming";
     const fields = describeFields(run.handle.reader.schema?.fields ?? []);
@@ -309,7 +311,7 @@ async function runQuery() {
     renderChartControls();
     const listed = new Map((selectedDataset()?.schema ?? []).map((f) => [f.name, f.type]));
     table.reset(run.handle.reader.schema, listed);
-    plot.reset(chosenX(), chosenSeries());
+    plot.reset(chosenX(), chosenSeries(), { draw: false });
     await consume(run);
     const outcome = await run.handle.finish();
     run.state = outcome.cancelled ? "cancelled" : "done";

@@ -25,7 +25,7 @@ export function formatMegabytes(bytes) {
 }
 
 export function formatRate(bytes, seconds) {
-  return seconds > 0 ? `${DECIMAL.format(bytes / 1e6 / seconds)} MB/s` : "–";
+  return seconds > 0 && bytes > 0 ? `${DECIMAL.format(bytes / 1e6 / seconds)} MB/s` : "–";
 }
 
 export function formatSeconds(seconds) {

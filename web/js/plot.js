@@ -75,19 +75,21 @@ export class Plot {
   }
 
   /** Start over with an x column (`{name, kind}` or null) and series names. */
-  reset(x, series) {
+  reset(x, series, { draw = true } = {}) {
     this.x = x;
     this.series = series;
     this.buckets = new MinMaxBuckets(series, BUCKETS);
     this.firstDrawAt = null;
+    const time = Boolean(x && isTemporal(x.kind));
     this.chart.options.scales.x.title = { display: true, text: x ? x.name : "row", color: TICKS };
+    this.chart.options.scales.x.bounds = time ? "data" : "ticks"; // time: own round ticks
     this.chart.data.datasets = series.map((name, i) => ({
       label: name,
       data: [],
       borderColor: PALETTE[i % PALETTE.length],
       backgroundColor: PALETTE[i % PALETTE.length],
     }));
-    this.draw();
+    if (draw) this.draw();
   }
 
   /** Add one RecordBatch; columns missing from it are skipped. */

@@ -71,7 +71,6 @@ async function httpError(response) {
 async function openWebSocket(request, connection) {
   const { id, frames, end } = connection.startQuery(request);
   let bytes = 0;
-  let cancelled = false;
   async function* counted() {
     for await (const frame of frames) {
       bytes += frame.byteLength;
@@ -82,13 +81,10 @@ async function openWebSocket(request, connection) {
   return {
     reader: guard(reader, () => false),
     bytes: () => bytes,
-    cancel() {
-      cancelled = true;
-      connection.cancelQuery(id);
-    },
+    cancel: () => connection.cancelQuery(id),
     finish: async () => {
       const message = await end;
-      return { cancelled: cancelled || Boolean(message?.cancelled), end: message };
+      return { cancelled: Boolean(message?.cancelled), end: message };
     },
   };
 }

@@ -1,0 +1,203 @@
+"""Arrow streaming into headless Chromium: WebSocket vs HTTP fetch, and WebSocket frame sizes.
+
+Generates ~100 MB of Arrow data in a temporary folder, serves it from an in-process gateway
+(once per ``ws_frame_bytes`` value tried), and measures in Debian's chromium:
+
+* ``decode``: transport + Arrow decoding only (``openStream`` of web/js/stream.js, batches
+  counted and dropped) — what the wire and apache-arrow can do;
+* ``dashboard``: the real page (Run button): decode + downsampled chart + table + progress,
+  with time to first chart points.
+
+    .venv/bin/python benchmarks/browser_stream.py [--size-mb 100] [--repeat 3] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tests"))
+
+from browser_helpers import VIEWPORT, launch_options, missing_prerequisite  # noqa: E402
+
+from streamkit.config import GatewayConfig, TenantConfig  # noqa: E402
+from streamkit.gateway import make_gateway  # noqa: E402
+
+FRAME_SIZES = [64 * 1024, 128 * 1024, 256 * 1024, 512 * 1024, 1024 * 1024, 2 * 1024 * 1024]
+BYTES_PER_ROW = 48  # ts + four float64 + int64
+BATCH_ROWS = 65_536
+TIMEOUT_MS = 180_000
+
+DECODE_ONLY = """
+async ({ transport, tenant, dataset }) => {
+  const { openStream } = await import("/js/stream.js");
+  const started = performance.now();
+  const handle = await openStream(transport, { tenant, dataset }, window.streamkit.connection);
+  let rows = 0, batches = 0, firstBatchMs = null;
+  for await (const batch of handle.reader) {
+    if (firstBatchMs === null) firstBatchMs = performance.now() - started;
+    rows += batch.numRows;
+    batches += 1;
+  }
+  await handle.finish();
+  const seconds = (performance.now() - started) / 1000;
+  return { rows, batches, bytes: handle.bytes(), seconds, firstBatchMs, firstChartMs: null,
+           mbPerSecond: handle.bytes() / 1e6 / seconds };
+}
+"""
+
+
+def write_dataset(folder: Path, size_mb: int) -> tuple[Path, int]:
+    rows = size_mb * 1_000_000 // BYTES_PER_ROW
+    steps = pa.array(range(rows), pa.int64())
+    x = pc.cast(steps, pa.float64())
+    table = pa.table(
+        {
+            "ts": pc.cast(pc.add(pc.multiply(steps, 1000), 1_767_225_600_000), pa.timestamp("ms")),
+            "a": pc.sin(pc.divide(x, 5000.0)),
+            "b": pc.cos(pc.divide(x, 777.0)),
+            "c": pc.random(rows, initializer=1),
+            "d": pc.multiply(x, 0.5),
+            "id": steps,
+        }
+    )
+    path = folder / "bench.arrow"
+    with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+        writer.write_table(table, max_chunksize=BATCH_ROWS)
+    return path, rows
+
+
+def measure(page, gateway, transport: str, mode: str) -> dict:
+    page.goto(f"{gateway.http_url}/#/bench/bench")
+    page.wait_for_selector("#connection[data-status=open]")
+    page.wait_for_function("document.querySelector('#dataset').options.length > 0")
+    if mode == "decode":
+        args = {"transport": transport, "tenant": "bench", "dataset": "bench"}
+        return page.evaluate(DECODE_ONLY, args)
+    page.check(f"input[name=transport][value={transport}]")
+    page.click("#run")
+    page.wait_for_selector("#progress[data-state=done], #progress[data-state=error]")
+    result = page.evaluate("window.streamkit.lastRun")
+    if result["state"] != "done":
+        raise RuntimeError(f"dashboard run ended {result['state']}: {page.inner_text('#error')}")
+    return result
+
+
+def best_of(runs: list[dict]) -> dict:
+    best = max(runs, key=lambda r: r["mbPerSecond"])
+    return {
+        "mb_per_s": round(best["mbPerSecond"], 1),
+        "mb_per_s_median": round(statistics.median(r["mbPerSecond"] for r in runs), 1),
+        "first_batch_ms": round(min(r["firstBatchMs"] for r in runs), 1),
+        "first_chart_ms": (
+            round(min(r["firstChartMs"] for r in runs), 1) if runs[0]["firstChartMs"] else None
+        ),
+        "seconds": round(best["seconds"], 3),
+        "rows": best["rows"],
+        "mb": round(best["bytes"] / 1e6, 1),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size-mb", type=int, default=100, help="Arrow data to stream (MB)")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per measurement (best kept)")
+    parser.add_argument(
+        "--frames",
+        default=",".join(str(f // 1024) for f in FRAME_SIZES),
+        help="ws_frame_bytes values to try, in KB",
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON document")
+    options = parser.parse_args()
+    if reason := missing_prerequisite():
+        print(f"cannot run: {reason}", file=sys.stderr)
+        return 1
+    frames = [int(kb) * 1024 for kb in options.frames.split(",")]
+
+    from playwright.sync_api import sync_playwright
+
+    results: list[dict] = []
+    with tempfile.TemporaryDirectory(prefix="streamkit-bench-") as tmp, sync_playwright() as pw:
+        path, rows = write_dataset(Path(tmp), options.size_mb)
+        log(f"dataset: {rows:,} rows, {path.stat().st_size / 1e6:.0f} MB Arrow file")
+        browser = pw.chromium.launch(**launch_options())
+        try:
+            for index, frame_bytes in enumerate(frames):
+                config = GatewayConfig(
+                    flight_port=0,
+                    http_port=0,
+                    default_tenant="bench",
+                    ws_frame_bytes=frame_bytes,
+                    tenants={"bench": TenantConfig("bench", path=Path(tmp))},
+                )
+                gateway = make_gateway(config)
+                try:
+                    # HTTP does not depend on the WebSocket frame size: measure it once.
+                    transports = ["ws", "http"] if index == 0 else ["ws"]
+                    for transport in transports:
+                        for mode in ("decode", "dashboard"):
+                            page = browser.new_page(viewport=VIEWPORT)
+                            page.set_default_timeout(TIMEOUT_MS)
+                            try:
+                                runs = [
+                                    measure(page, gateway, transport, mode)
+                                    for _ in range(options.repeat)
+                                ]
+                            finally:
+                                page.close()
+                            row = {
+                                "transport": transport,
+                                "frame_kb": frame_bytes // 1024 if transport == "ws" else None,
+                                "mode": mode,
+                                **best_of(runs),
+                            }
+                            results.append(row)
+                            log(format_row(row))
+                finally:
+                    gateway.stop()
+        finally:
+            browser.close()
+
+    if options.json:
+        print(json.dumps({"size_mb": options.size_mb, "results": results}, indent=2))
+    else:
+        print_summary(results)
+    return 0
+
+
+def format_row(row: dict) -> str:
+    frame = f"{row['frame_kb']:>5} KB" if row["frame_kb"] else f"{'-':>5}   "
+    first_chart = row["first_chart_ms"]
+    chart = f"{first_chart:>7.0f} ms" if first_chart is not None else f"{'-':>7}   "
+    return (
+        f"{row['transport']:<5} {frame}  {row['mode']:<9} {row['mb_per_s']:>7.1f} MB/s "
+        f"(median {row['mb_per_s_median']:>6.1f})  first batch {row['first_batch_ms']:>6.0f} ms  "
+        f"first chart {chart}  {row['seconds']:.2f} s for {row['mb']} MB"
+    )
+
+
+def print_summary(results: list[dict]) -> None:
+    print("transport frame     mode      speed                   first batch     first chart")
+    for row in results:
+        print(format_row(row))
+    ws = [r for r in results if r["transport"] == "ws" and r["mode"] == "decode"]
+    if ws:
+        best = max(ws, key=lambda r: r["mb_per_s"])
+        print(f"best WebSocket frame size: {best['frame_kb']} KB ({best['mb_per_s']} MB/s decode)")
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
