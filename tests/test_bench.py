@@ -224,3 +224,38 @@ def test_percentile_nearest_rank() -> None:
     assert _percentile(values, 50) == 50.0
     assert _percentile(values, 99) == 99.0
     assert _percentile([3.0], 99) == 3.0
+
+
+def test_existing_gateway_with_a_token() -> None:
+    from streamkit.config import GatewayConfig, TenantConfig
+    from streamkit.gateway import make_gateway
+    from streamkit.secrets import Secret
+
+    tenant = TenantConfig("demo", path=DEMO_DATA, tokens=(Secret("tok", literal=False),))
+    gateway = make_gateway(
+        GatewayConfig(flight_port=0, http_port=0, default_tenant="demo", tenants={"demo": tenant})
+    )
+    args = [
+        "bench",
+        "--gateway",
+        gateway.flight_url,
+        "--http",
+        gateway.http_url,
+        "--dataset",
+        "demo/sales_by_region",
+        "--runs",
+        "1",
+        "--clients",
+        "2",
+        "--json",
+    ]
+    try:
+        refused = CliRunner().invoke(app, args, catch_exceptions=False)
+        result = CliRunner().invoke(app, [*args, "--token", "tok"], catch_exceptions=False)
+    finally:
+        gateway.stop()
+    assert refused.exit_code != 0 and "demo/sales_by_region" in refused.stderr
+    assert result.exit_code == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert all(body["error"] is None for body in report["paths"].values())
+    assert report["concurrency"]["errors"] == 0

@@ -430,3 +430,43 @@ def unused_url() -> str:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     return f"grpc://127.0.0.1:{port}"
+
+
+# -- a gateway whose tenant demands a token ---------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def locked_gateway(data_dir: Path) -> Iterator[str]:
+    from streamkit.config import GatewayConfig, TenantConfig
+    from streamkit.gateway import make_gateway
+    from streamkit.secrets import Secret
+
+    config = GatewayConfig(
+        flight_port=0,
+        http_port=0,
+        default_tenant="t",
+        tenants={"t": TenantConfig("t", path=data_dir, tokens=(Secret("s3cret", literal=False),))},
+    )
+    gateway = make_gateway(config)
+    try:
+        yield gateway.flight_url
+    finally:
+        gateway.stop()
+
+
+def test_token_from_flag_and_environment(
+    locked_gateway: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("STREAMKIT_TOKEN", raising=False)
+    _one_line_error(run("t/many", "--gateway", locked_gateway), EXIT_AUTH, "authentication")
+    _one_line_error(
+        run("t/many", "--gateway", locked_gateway, "--token", "nope"), EXIT_AUTH, "authentication"
+    )
+    ok = run("t/many", "-n", "1", "--gateway", locked_gateway, "--token", "s3cret")
+    assert ok.exit_code == 0, ok.stderr
+    assert ok.stdout == '"n","s"\n0,"row 0"\n'
+    monkeypatch.setenv("STREAMKIT_TOKEN", "s3cret")
+    assert run("t/many", "-n", "1", "--gateway", locked_gateway).stdout == ok.stdout
+    other = runner.invoke(app, ["ls", "--gateway", locked_gateway], catch_exceptions=False)
+    assert other.exit_code == 0, other.stderr
+    assert other.stdout.startswith("t\tmany\t150000\t")

@@ -9,11 +9,13 @@ from __future__ import annotations
 import asyncio
 import http.client
 import json
+import ssl
 import statistics
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from urllib.parse import quote, urlsplit
 
 import pyarrow as pa
@@ -22,6 +24,23 @@ import pyarrow.flight as flight
 
 class FetchError(Exception):
     """A fetch failed; the message is one clean line."""
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """A bearer token and a CA file for TLS, as ``--token`` and ``--tls-ca`` give them."""
+
+    token: str | None = None
+    tls_ca: str | None = None
+
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
+
+    def ssl_context(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=self.tls_ca)
+
+
+NO_CREDENTIALS = Credentials()
 
 
 @dataclass(frozen=True)
@@ -40,9 +59,18 @@ class Sample:
         return out
 
 
-def fetch_flight(url: str, path: list[str], limit: int | None = None) -> Sample:
+def fetch_flight(
+    url: str, path: list[str], limit: int | None = None, creds: Credentials = NO_CREDENTIALS
+) -> Sample:
     """GetFlightInfo + DoGet, exactly as the reference design's client code does it."""
-    client = flight.connect(url)
+    try:
+        tls = {"tls_root_certs": Path(creds.tls_ca).read_bytes()} if creds.tls_ca else {}
+    except OSError as exc:
+        raise FetchError(f"cannot read {creds.tls_ca}: {exc.strerror}") from None
+    client = flight.connect(url, **tls)
+    options = flight.FlightCallOptions(
+        headers=[(k.lower().encode(), v.encode()) for k, v in creds.headers().items()]
+    )
     try:
         started = time.perf_counter()
         if limit is None:
@@ -50,8 +78,8 @@ def fetch_flight(url: str, path: list[str], limit: int | None = None) -> Sample:
         else:
             command = {"tenant": path[0], "dataset": path[1], "limit": limit}
             descriptor = flight.FlightDescriptor.for_command(json.dumps(command))
-        info = client.get_flight_info(descriptor)
-        reader = client.do_get(info.endpoints[0].ticket)
+        info = client.get_flight_info(descriptor, options)
+        reader = client.do_get(info.endpoints[0].ticket, options)
         first = None
         rows = nbytes = 0
         while True:
@@ -100,11 +128,13 @@ class _IpcCounter:
         return rows
 
 
-def fetch_websocket(http_url: str, tenant: str, dataset: str) -> Sample:
-    return asyncio.run(_fetch_websocket(http_url, tenant, dataset))
+def fetch_websocket(
+    http_url: str, tenant: str, dataset: str, creds: Credentials = NO_CREDENTIALS
+) -> Sample:
+    return asyncio.run(_fetch_websocket(http_url, tenant, dataset, creds))
 
 
-async def _fetch_websocket(http_url: str, tenant: str, dataset: str) -> Sample:
+async def _fetch_websocket(http_url: str, tenant: str, dataset: str, creds: Credentials) -> Sample:
     from websockets.asyncio.client import connect
     from websockets.exceptions import WebSocketException
 
@@ -113,7 +143,14 @@ async def _fetch_websocket(http_url: str, tenant: str, dataset: str) -> Sample:
     first = None
     try:
         started = time.perf_counter()
-        async with connect(ws_url, compression=None, max_size=None) as ws:
+        tls = {"ssl": creds.ssl_context()} if ws_url.startswith("wss:") else {}
+        async with connect(
+            ws_url,
+            compression=None,
+            max_size=None,
+            additional_headers=creds.headers(),
+            **tls,
+        ) as ws:
             await ws.send(
                 json.dumps({"action": "query", "tenant": tenant, "dataset": dataset, "id": "bench"})
             )
@@ -157,13 +194,21 @@ class _CountingReader:
         return True
 
 
-def fetch_http(http_url: str, tenant: str, dataset: str) -> Sample:
+def fetch_http(
+    http_url: str, tenant: str, dataset: str, creds: Credentials = NO_CREDENTIALS
+) -> Sample:
     """``GET /api/stream/TENANT/DATASET``, decoded as it arrives."""
     parts = urlsplit(http_url)
-    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=120)
+    if parts.scheme == "https":
+        connection: http.client.HTTPConnection = http.client.HTTPSConnection(
+            parts.hostname, parts.port, timeout=120, context=creds.ssl_context()
+        )
+    else:
+        connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=120)
     try:
         started = time.perf_counter()
-        connection.request("GET", f"/api/stream/{quote(tenant)}/{quote(dataset)}")
+        path = f"/api/stream/{quote(tenant)}/{quote(dataset)}"
+        connection.request("GET", path, headers=creds.headers())
         response = connection.getresponse()
         if response.status != 200:
             body = response.read(4096).decode("utf-8", "replace")
@@ -250,7 +295,12 @@ class Concurrency:
 
 
 def concurrent_flight(
-    url: str, path: list[str], clients: int, limit: int | None, on_done: Callable[[], None]
+    url: str,
+    path: list[str],
+    clients: int,
+    limit: int | None,
+    on_done: Callable[[], None],
+    creds: Credentials = NO_CREDENTIALS,
 ) -> Concurrency:
     """``clients`` threads, released together, each reading once through the gateway."""
     barrier = threading.Barrier(clients + 1)
@@ -261,7 +311,7 @@ def concurrent_flight(
     def client() -> None:
         try:
             barrier.wait(60)
-            sample = fetch_flight(url, path, limit)
+            sample = fetch_flight(url, path, limit, creds)
         except (FetchError, threading.BrokenBarrierError) as exc:
             with lock:
                 failures.append(str(exc) or type(exc).__name__)

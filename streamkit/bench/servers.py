@@ -16,10 +16,10 @@ from pathlib import Path
 import psutil
 
 START_TIMEOUT_S = 60.0
-_CONNECTOR = re.compile(r"connector serving .* at (grpc://\S+:\d+)")
-_BASELINE = re.compile(r"baseline serving .* at (grpc://\S+:\d+)")
-_GATEWAY_FLIGHT = re.compile(r"^\s+flight\s+(grpc://\S+:\d+)", re.MULTILINE)
-_GATEWAY_HTTP = re.compile(r"^\s+dashboard\s+(http://\S+:\d+)/", re.MULTILINE)
+_CONNECTOR = re.compile(r"connector serving .* at (grpc(?:\+\w+)?://\S+:\d+)")
+_BASELINE = re.compile(r"baseline serving .* at (grpc(?:\+\w+)?://\S+:\d+)")
+_GATEWAY_FLIGHT = re.compile(r"^\s+flight\s+(grpc(?:\+\w+)?://\S+:\d+)", re.MULTILINE)
+_GATEWAY_HTTP = re.compile(r"^\s+dashboard\s+(https?://\S+:\d+)/", re.MULTILINE)
 
 
 class ServerProcess:

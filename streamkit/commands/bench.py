@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
 import tempfile
@@ -22,6 +23,7 @@ from streamkit.client import (
     EXIT_ERROR,
     EXIT_INTERRUPTED,
     EXIT_USAGE,
+    TOKEN_ENV,
     ClientError,
     parse_target,
     resolve_gateway,
@@ -55,12 +57,24 @@ def bench(
     connector: Annotated[
         str | None, typer.Option(help="With --gateway: the tenant's connector, read directly.")
     ] = None,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            help="With --gateway: bearer token (default: $STREAMKIT_TOKEN).", show_default=False
+        ),
+    ] = None,
+    tls_ca: Annotated[
+        Path | None, typer.Option(help="With --gateway: CA certificate of a TLS gateway.")
+    ] = None,
 ) -> None:
     try:
         if gateway is None:
             body = _local(parse_size(size), runs, clients, client_rows)
         else:
-            body = _remote(gateway, dataset, http, connector, runs, clients, client_rows)
+            creds = measure.Credentials(
+                token or os.environ.get(TOKEN_ENV) or None, str(tls_ca) if tls_ca else None
+            )
+            body = _remote(gateway, dataset, http, connector, runs, clients, client_rows, creds)
     except ValueError as exc:
         typer.echo(f"streamkit: {exc}", err=True)
         raise typer.Exit(EXIT_USAGE) from None
@@ -170,35 +184,37 @@ def _remote(
     runs: int,
     clients: int,
     client_rows: int | None,
+    creds: measure.Credentials,
 ) -> dict[str, Any]:
     if not target:
         raise ClientError("--gateway needs --dataset TENANT/DATASET", EXIT_USAGE)
     tenant, name = parse_target(target)
     url = resolve_gateway(gateway)
     if http is None:
-        http = f"http://{urlsplit(url).hostname}:8080"
+        scheme = "https" if url.startswith("grpc+tls") else "http"
+        http = f"{scheme}://{urlsplit(url).hostname}:8080"
     http = http.rstrip("/")
     fetches: dict[str, Callable[[], measure.Sample]] = {}
     urls = {}
     if connector:
         connector = resolve_gateway(connector)
-        fetches["connector_flight"] = lambda: measure.fetch_flight(connector, [name])
+        fetches["connector_flight"] = lambda: measure.fetch_flight(connector, [name], None, creds)
         urls["connector_flight"] = connector
     fetches.update(
-        gateway_flight=lambda: measure.fetch_flight(url, [tenant, name]),
-        gateway_websocket=lambda: measure.fetch_websocket(http, tenant, name),
-        gateway_http=lambda: measure.fetch_http(http, tenant, name),
+        gateway_flight=lambda: measure.fetch_flight(url, [tenant, name], None, creds),
+        gateway_websocket=lambda: measure.fetch_websocket(http, tenant, name, creds),
+        gateway_http=lambda: measure.fetch_http(http, tenant, name, creds),
     )
     urls.update(
         gateway_flight=url, gateway_websocket=http + "/ws", gateway_http=http + "/api/stream"
     )
     with _terminate_as_interrupt(), _Progress() as progress:
         try:
-            probe = measure.fetch_flight(url, [tenant, name])
+            probe = measure.fetch_flight(url, [tenant, name], None, creds)
         except measure.FetchError as exc:
             raise ClientError(f"cannot read {target} from {url}: {exc}", EXIT_ERROR) from None
         paths = _measure_paths(fetches, runs, progress)
-        concurrency = _measure_clients(url, [tenant, name], clients, client_rows, progress)
+        concurrency = _measure_clients(url, [tenant, name], clients, client_rows, progress, creds)
     return report.build(
         mode="remote",
         dataset={"name": target, "rows": probe.rows, "bytes": probe.bytes},
@@ -229,12 +245,17 @@ def _measure_paths(
 
 
 def _measure_clients(
-    url: str, path: list[str], clients: int, limit: int | None, progress: _Progress
+    url: str,
+    path: list[str],
+    clients: int,
+    limit: int | None,
+    progress: _Progress,
+    creds: measure.Credentials = measure.NO_CREDENTIALS,
 ) -> measure.Concurrency | None:
     if clients == 0:
         return None
     progress.say(f"{clients} concurrent clients through the gateway", total=clients)
-    return measure.concurrent_flight(url, path, clients, limit, progress.advance)
+    return measure.concurrent_flight(url, path, clients, limit, progress.advance, creds)
 
 
 @contextmanager
