@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from streamkit.commands import connector, gateway
+from streamkit.commands import certs, connector, gateway
 from streamkit.commands.bench import bench
 from streamkit.commands.ls import ls
 from streamkit.commands.query import query
@@ -17,6 +17,7 @@ app = typer.Typer(
 )
 app.add_typer(connector.app, name="connector")
 app.add_typer(gateway.app, name="gateway")
+app.add_typer(certs.app, name="certs")
 app.command("ls")(ls)
 app.command("query")(query)
 app.command("bench")(bench)

@@ -53,14 +53,17 @@ def demo_connector() -> Iterator[ConnectorServer]:
 
 
 @contextmanager
-def running_gateway(tenants: dict[str, Path | str], **settings) -> Iterator[Gateway]:
-    """A gateway on free ports; a Path tenant is embedded, a str tenant is a connector URI."""
+def running_gateway(tenants: dict[str, Path | str | TenantConfig], **settings) -> Iterator[Gateway]:
+    """A gateway on free ports; a Path tenant is embedded, a str tenant is a connector URI,
+    a TenantConfig is taken as it is."""
     config = GatewayConfig(
         flight_port=0,
         http_port=0,
         default_tenant=next(iter(tenants)),
         tenants={
-            name: TenantConfig(name, path=Path(where).resolve())
+            name: where
+            if isinstance(where, TenantConfig)
+            else TenantConfig(name, path=Path(where).resolve())
             if isinstance(where, Path)
             else TenantConfig(name, connector=where)
             for name, where in tenants.items()

@@ -11,6 +11,7 @@ import typer
 
 from streamkit.config import DEFAULT_CONFIG, ConfigError, load
 from streamkit.lifecycle import run_until_signal
+from streamkit.security import is_loopback
 
 app = typer.Typer(
     help="Run the gateway that routes Arrow streams to clients.", no_args_is_help=True
@@ -27,6 +28,9 @@ def up(
     http_port: Annotated[
         int | None, typer.Option(help="HTTP/WebSocket port; 0 picks a free one.")
     ] = None,
+    insecure: Annotated[
+        bool, typer.Option(help="Allow a non-loopback address while some tenant has no tokens.")
+    ] = False,
 ) -> None:
     """Start the gateway: Flight for CLIs, WebSocket + HTTP and the dashboard for browsers."""
     from streamkit.gateway import make_gateway
@@ -37,6 +41,17 @@ def up(
     except ConfigError as exc:
         typer.echo(f"streamkit: {exc}", err=True)
         raise typer.Exit(1) from None
+    for warning in settings.warnings:
+        typer.echo(f"streamkit: warning: {settings.source}: {warning}", err=True)
+    open_tenants = [n for n, t in settings.tenants.items() if not t.tokens]
+    if not is_loopback(settings.host) and open_tenants and not insecure:
+        typer.echo(
+            f"streamkit: refusing to serve {settings.host}: tenants without tokens "
+            f"({', '.join(open_tenants)}) would be readable by anyone on the network "
+            "(add tokens, or pass --insecure to do it anyway)",
+            err=True,
+        )
+        raise typer.Exit(1)
     try:
         gateway = make_gateway(settings)
     except Exception as exc:  # e.g. a port in use

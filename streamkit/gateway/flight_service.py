@@ -83,10 +83,13 @@ class GatewayFlightServer(BaseFlightServer):
     def list_flights(
         self, context: flight.ServerCallContext, criteria: bytes
     ) -> Iterator[flight.FlightInfo]:
+        identity, _ = self._caller(context)
         wanted = criteria.decode("utf-8", "replace") if criteria else None
-        tenants = (
-            [self.upstreams.tenant(wanted)] if wanted else list(self.upstreams.tenants.values())
-        )
+        if wanted:
+            self.access.authorize(identity, wanted)
+            tenants = [self.upstreams.tenant(wanted)]
+        else:
+            tenants = [t for t in self.upstreams.tenants.values() if t.name in identity.tenants]
         for tenant in tenants:
             try:
                 infos = self.upstreams.list_flights(tenant)
