@@ -5,6 +5,7 @@ from __future__ import annotations
 import decimal
 import io
 import json
+import signal
 import subprocess
 import sys
 import threading
@@ -22,6 +23,7 @@ from typer.testing import CliRunner
 from streamkit.cli import app
 from streamkit.client import (
     EXIT_AUTH,
+    EXIT_INTERRUPTED,
     EXIT_INVALID,
     EXIT_NOT_FOUND,
     EXIT_UNAVAILABLE,
@@ -470,3 +472,91 @@ def test_token_from_flag_and_environment(
     other = runner.invoke(app, ["ls", "--gateway", locked_gateway], catch_exceptions=False)
     assert other.exit_code == 0, other.stderr
     assert other.stdout.startswith("t\tmany\t150000\t")
+
+
+# -- terminals and signals --------------------------------------------------------------
+
+
+def _run_with_terminal(args: list[str], *, stdout_tty: bool) -> tuple[int, bytes, str]:
+    """Run streamkit with stderr (and optionally stdout) on a pseudo-terminal."""
+    import os
+    import pty
+
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamkit", *args],
+        cwd=REPO,
+        stdout=slave if stdout_tty else subprocess.PIPE,
+        stderr=slave,
+        env={**os.environ, "COLUMNS": "120", "TERM": "xterm"},
+    )
+    os.close(slave)
+    captured = b""
+    stdout = b""
+    try:
+        if proc.stdout is not None:
+            stdout = proc.stdout.read()
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: the terminal's other side closed
+                break
+            if not chunk:
+                break
+            captured += chunk
+    finally:
+        os.close(master)
+        code = proc.wait(30)
+        if proc.stdout is not None:
+            proc.stdout.close()
+    return code, stdout, captured.decode("utf-8", "replace")
+
+
+def test_progress_only_on_a_terminal(gw: str) -> None:
+    code, stdout, terminal = _run_with_terminal(
+        ["query", "t/many", "-f", "csv", "--gateway", gw], stdout_tty=False
+    )
+    assert code == 0, terminal
+    assert pcsv.read_csv(io.BytesIO(stdout)).equals(many_table())  # data untouched
+    assert "t/many: 150,000 rows" in terminal and "MB/s" in terminal
+
+
+def test_table_is_the_default_on_a_terminal(gw: str) -> None:
+    code, _, terminal = _run_with_terminal(["query", "t/many", "--gateway", gw], stdout_tty=True)
+    assert code == 0, terminal
+    assert "row 99" in terminal and "row 100 " not in terminal
+    assert "first 100 of 150,000 rows" in terminal
+
+
+def test_ctrl_c_ends_with_one_line() -> None:
+    gate = threading.Event()
+    server = TinyServer(many_table(1000), gate=gate)
+    proc = _streamkit("query", "t/x", "-f", "csv", "--gateway", f"grpc://127.0.0.1:{server.port}")
+    try:
+        assert proc.stdout is not None and proc.stderr is not None
+        proc.stdout.read(16)  # streaming has started; the server now holds the rest back
+        proc.send_signal(signal.SIGINT)
+        stderr = proc.stderr.read().decode()
+        assert proc.wait(20) == EXIT_INTERRUPTED
+        assert stderr == "streamkit: interrupted\n"
+    finally:
+        gate.set()
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(10)
+        for stream in (proc.stdout, proc.stderr):
+            if stream:
+                stream.close()
+        server.shutdown()
+
+
+def test_json_has_no_nan() -> None:
+    from streamkit.commands._formats import dumps
+
+    assert dumps({"a": float("nan"), "b": [float("inf"), 1.0]}) == '{"a": null, "b": [null, 1.0]}'
+
+
+def test_client_module_is_headless() -> None:
+    code = "import sys, streamkit.client; print(sorted({'rich', 'textual'} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
