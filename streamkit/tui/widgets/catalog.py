@@ -58,6 +58,8 @@ class DatasetTree(Tree[DatasetEntry | None]):
 
     def _first_dataset(self) -> None:
         """Put the cursor on the first dataset, so ``enter`` streams something at once."""
+        if self.selected_dataset() is not None:  # the user got there first
+            return
         for line in range(self.last_line + 1):
             node = self.get_node_at_line(line)
             if node is not None and node.data is not None:

@@ -1,0 +1,421 @@
+"""The TUI: Textual pilot tests against in-process gateways, and its headless parts."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import socket
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+from conftest import DEMO_DATA, running_gateway, wait_for
+from synthetic_connector import BATCH, SyntheticConnector
+from typer.testing import CliRunner
+
+from streamkit.cli import app as cli
+from streamkit.config import GatewayConfig, TenantConfig
+from streamkit.gateway import make_gateway
+from streamkit.tui.app import FRAME_RATE, StreamkitApp, make_tui
+from streamkit.tui.flight_data import DEFAULT_GATEWAY, resolve_gateway
+from streamkit.tui.series import LATEST_ROWS, Series, StreamAccumulator, numeric_columns
+from streamkit.tui.widgets import _format
+from streamkit.tui.widgets.catalog import DatasetTree
+from streamkit.tui.widgets.charts import ChartCaption, ColumnChart
+from streamkit.tui.widgets.latest_rows import LatestRows
+from streamkit.tui.widgets.status import Notice, StreamStatus
+
+SIZE = (120, 36)
+SENSORS = pq.read_table(DEMO_DATA / "sensors.parquet")
+
+
+async def until(pilot, condition: Callable[[], object], what: str, timeout: float = 15.0):
+    """Let the app run until ``condition`` holds, or fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not (value := condition()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        await pilot.pause(0.02)
+    return value
+
+
+def status(app: StreamkitApp) -> StreamStatus:
+    return app.query_one(StreamStatus)
+
+
+async def stream(pilot, app: StreamkitApp, key: str) -> None:
+    """Wait for the tree, put the cursor on dataset ``key`` and press enter."""
+    tree = app.query_one(DatasetTree)
+    await until(pilot, tree.selected_dataset, "the tree")
+    node = tree.node_of(key)
+    assert node is not None, f"{key} is not in the tree"
+    tree.move_cursor(node)
+    await until(pilot, lambda: tree.cursor_node is node, f"the cursor on {key}")
+    await pilot.press("enter")
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+# The screen ------------------------------------------------------------------------------
+
+
+def test_tree_lists_tenants_and_datasets_and_r_refreshes(tmp_path):
+    pq.write_table(SENSORS.slice(0, 10), tmp_path / "first.parquet")
+
+    async def scenario(url: str) -> None:
+        app = make_tui(url)
+        async with app.run_test(size=SIZE) as pilot:
+            tree = app.query_one(DatasetTree)
+            await until(pilot, lambda: len(tree.datasets()) >= 10, "the datasets")
+            tenants = [str(node.label).split()[0] for node in tree.root.children]
+            assert tenants == ["demo", "other"]
+            keys = [entry.key for entry in tree.datasets()]
+            for key in ("demo/sensors", "demo/sales", "demo/archive/2025/q1_sales", "other/first"):
+                assert key in keys
+            sensors = tree.node_of("demo/sensors")
+            assert sensors is not None
+            assert str(sensors.label) == "sensors  10.1k rows · 173 kB"
+            assert sensors.data.rows == 10080
+            namespace = tree.node_of("demo/formats/sales.arrow").parent
+            assert str(namespace.label) == "formats/"
+            # The cursor starts on the first dataset, so enter streams at once.
+            first = await until(pilot, lambda: tree.selected_dataset(), "the cursor")
+            assert first.key == "demo/archive/2025/q1_sales"
+
+            pq.write_table(SENSORS.slice(0, 10), tmp_path / "second.parquet")
+            await pilot.press("r")
+            await until(pilot, lambda: tree.node_of("other/second"), "the new dataset")
+
+    with running_gateway({"demo": DEMO_DATA, "other": tmp_path}) as gateway:
+        asyncio.run(scenario(gateway.flight_url))
+
+
+def test_streaming_sensors_fills_the_sparklines_with_its_values(demo_gateway):
+    async def scenario() -> None:
+        app = make_tui(demo_gateway.flight_url)
+        async with app.run_test(size=SIZE) as pilot:
+            await stream(pilot, app, "demo/sensors")
+            await until(pilot, lambda: status(app).state == "done", "the stream to end")
+            assert status(app).rows == 10080
+            assert status(app).snapshot.batches >= 1
+            assert "rows 10,080 of 10,080" in str(status(app).render())
+
+            charts = {chart.column: chart for chart in app.query(ColumnChart)}
+            assert list(charts) == ["temperature", "humidity", "pressure", "vibration"]
+            for name, chart in charts.items():
+                column = SENSORS.column(name)
+                low_high = pc.min_max(column).as_py()
+                summary = chart.summary
+                assert summary.minimum == low_high["min"]
+                assert summary.maximum == low_high["max"]
+                assert summary.latest == column[-1].as_py()
+                points = chart.query_one("Sparkline").data
+                assert 16 <= len(points) <= 256
+                assert all(low_high["min"] <= value <= low_high["max"] for value in points)
+                mean = pc.mean(column).as_py()
+                assert sum(points) / len(points) == pytest.approx(mean, rel=0.01)
+                caption = str(chart.query_one(ChartCaption).render())
+                assert caption.startswith(name)
+                assert f"max {_format.number(low_high['max'])}" in caption
+
+            table = app.query_one(LatestRows)
+            assert table.row_count == LATEST_ROWS
+            newest = table.get_row_at(0)
+            assert newest[1] == SENSORS.column("sensor")[-1].as_py()
+            assert newest[2] == _format.cell(SENSORS.column("temperature")[-1].as_py())
+            assert app.query_one(Notice).display is False
+
+    asyncio.run(scenario())
+
+
+def test_dataset_without_numeric_columns_says_so(tmp_path):
+    pq.write_table(pa.table({"word": ["a", "b", "c"]}), tmp_path / "words.parquet")
+
+    async def scenario(url: str) -> None:
+        app = make_tui(url)
+        async with app.run_test(size=SIZE) as pilot:
+            await stream(pilot, app, "t/words")
+            await until(pilot, lambda: status(app).state == "done", "the stream to end")
+            assert status(app).rows == 3
+            assert not app.query(ColumnChart)
+            assert app.query(".charts-empty")
+            assert app.query_one(LatestRows).row_count == 3
+
+    with running_gateway({"t": tmp_path}) as gateway:
+        asyncio.run(scenario(gateway.flight_url))
+
+
+def big_dataset(folder: Path, rows: int = 1_000_000) -> Path:
+    """~24 MB of Parquet in 4096-row groups: 245 batches."""
+    x = pc.cast(pa.array(range(rows)), pa.float64())
+    table = pa.table(
+        {"x": x, "sine": pc.sin(pc.divide(x, 5000.0)), "ramp": pc.divide(x, float(rows))}
+    )
+    path = folder / "big.parquet"
+    pq.write_table(table, path, row_group_size=4096)
+    return path
+
+
+class SlowAccumulator(StreamAccumulator):
+    """A consumer that takes 5 ms a batch (a slow machine): the big stream lasts over a second,
+    so it is still running when the test cancels it, however fast the gateway is."""
+
+    def add(self, batch: pa.RecordBatch) -> bool:
+        time.sleep(0.005)
+        return super().add(batch)
+
+
+@pytest.fixture
+def slow_consumer(monkeypatch):
+    monkeypatch.setattr("streamkit.tui.app.StreamAccumulator", SlowAccumulator)
+
+
+def test_c_cancels_a_running_stream_upstream_too(tmp_path, caplog, slow_consumer):
+    big_dataset(tmp_path)
+    caplog.set_level(logging.INFO, logger="streamkit.requests")
+
+    async def scenario(url: str) -> None:
+        app = make_tui(url)
+        draws: list[float] = []
+        draw = app._draw
+
+        def counting_draw() -> None:
+            draws.append(time.monotonic())
+            draw()
+
+        app._draw = counting_draw
+        async with app.run_test(size=SIZE) as pilot:
+            await stream(pilot, app, "big/big")
+            await until(pilot, lambda: status(app).rows > 0, "the first rows")
+            await pilot.press("c")
+            await until(pilot, lambda: status(app).state == "cancelled", "the cancel")
+            assert 0 < status(app).rows < 1_000_000
+            assert "cancelled" in str(status(app).render())
+            rows_when_cancelled = status(app).rows
+            await pilot.pause(0.2)
+            assert status(app).rows == rows_when_cancelled  # nothing drawn after the end
+
+        # Redraws are coalesced: no more than FRAME_RATE a second (plus the final one).
+        assert len(draws) >= 3, "the stream was drawn live, not only at its end"
+        gaps = [later - earlier for earlier, later in itertools.pairwise(draws[:-1])]
+        assert all(gap >= 1 / FRAME_RATE - 0.005 for gap in gaps), min(gaps)
+
+    with running_gateway({"big": tmp_path}) as gateway:
+        asyncio.run(scenario(gateway.flight_url))
+        wait_for(
+            lambda: "dataset=big" in caplog.text and "outcome=cancelled" in caplog.text,
+            10,
+            "the gateway to log the cancelled stream",
+        )
+
+
+def test_a_stalled_stream_shows_what_arrived_and_cancels_upstream():
+    upstream = SyntheticConnector(batches=1000, stall_after=3)
+    try:
+        with running_gateway({"syn": f"grpc://127.0.0.1:{upstream.port}"}) as gateway:
+
+            async def scenario() -> None:
+                app = make_tui(gateway.flight_url)
+                async with app.run_test(size=SIZE) as pilot:
+                    await stream(pilot, app, "syn/synthetic")
+                    # The third batch is drawn although no batch follows it for now.
+                    rows = 3 * BATCH.num_rows
+                    await until(pilot, lambda: status(app).rows == rows, "3 batches on screen")
+                    assert status(app).state == "streaming"
+                    await pilot.press("c")
+                    await until(pilot, lambda: status(app).state == "cancelled", "the cancel")
+
+            asyncio.run(scenario())
+            # The gateway notices a client's cancel when it next hands a batch on, so let
+            # the upstream go on: the cancelled call must stop it long before its end.
+            upstream.release.set()
+            wait_for(upstream.finished.is_set, 15, "the upstream stream to end")
+            assert upstream.produced < 1000
+    finally:
+        upstream.shutdown()
+
+
+def test_unreachable_gateway_shows_its_error_and_r_retries():
+    port = closed_port()
+    url = f"grpc://127.0.0.1:{port}"
+
+    async def scenario() -> None:
+        app = make_tui(url)
+        async with app.run_test(size=SIZE) as pilot:
+            notice = app.query_one(Notice)
+            await until(pilot, lambda: notice.message, "the error")
+            assert notice.display is True
+            assert notice.message.startswith(f"cannot reach the gateway at {url}: ")
+            assert "press r to retry" in str(notice.render())
+            assert app.query_one(DatasetTree).datasets() == []
+
+            await pilot.press("enter")  # nothing selected: a hint, no crash
+            await pilot.press("c")  # nothing streaming: a hint, no crash
+
+            config = GatewayConfig(
+                flight_port=port,
+                http_port=0,
+                default_tenant="demo",
+                tenants={"demo": TenantConfig("demo", path=DEMO_DATA)},
+            )
+            gateway = make_gateway(config)
+            try:
+                await pilot.press("r")
+                tree = app.query_one(DatasetTree)
+                await until(pilot, lambda: tree.node_of("demo/sensors"), "the datasets")
+                assert notice.display is False
+            finally:
+                gateway.stop()
+
+    asyncio.run(scenario())
+
+
+def test_a_failing_stream_shows_the_gateways_message(tmp_path):
+    path = tmp_path / "gone.parquet"
+    pq.write_table(SENSORS.slice(0, 10), path)
+
+    async def scenario(url: str) -> None:
+        app = make_tui(url)
+        async with app.run_test(size=SIZE) as pilot:
+            tree = app.query_one(DatasetTree)
+            await until(pilot, lambda: tree.node_of("t/gone"), "the dataset")
+            path.unlink()
+            await stream(pilot, app, "t/gone")
+            await until(pilot, lambda: status(app).state == "failed", "the failure")
+            notice = app.query_one(Notice)
+            assert notice.display is True
+            assert notice.message.startswith("not found:")
+            assert "gone" in notice.message
+
+    with running_gateway({"t": tmp_path}) as gateway:
+        asyncio.run(scenario(gateway.flight_url))
+
+
+def test_small_terminal_keeps_everything_on_screen(demo_gateway):
+    async def scenario() -> None:
+        app = make_tui(demo_gateway.flight_url)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await stream(pilot, app, "demo/sensors")
+            await until(pilot, lambda: status(app).state == "done", "the stream to end")
+            screen = app.screen
+            assert screen.has_class("-narrow") and screen.has_class("-short")
+            for widget in (app.query_one(DatasetTree), status(app), app.query_one(LatestRows)):
+                region = widget.region
+                assert region.width > 0 and region.height > 0
+                assert region.right <= 80 and region.bottom <= 24
+            assert app.query_one(LatestRows).region.height >= 4
+            for caption in app.query(ChartCaption):
+                assert caption.column in str(caption.render())
+                assert len(str(caption.render())) <= caption.content_size.width
+
+    asyncio.run(scenario())
+
+
+def test_q_quits_while_streaming(tmp_path, slow_consumer):
+    big_dataset(tmp_path)
+
+    async def scenario(url: str) -> None:
+        app = make_tui(url)
+        async with app.run_test(size=SIZE) as pilot:
+            await stream(pilot, app, "big/big")
+            await until(pilot, lambda: status(app).rows > 0, "the first rows")
+            await pilot.press("q")
+            await until(pilot, lambda: not app.is_running, "the app to exit")
+
+    with running_gateway({"big": tmp_path}) as gateway:
+        asyncio.run(scenario(gateway.flight_url))
+
+
+# Headless parts --------------------------------------------------------------------------
+
+
+def test_series_stays_bounded_and_keeps_bucket_means():
+    series = Series(capacity=16)
+    values = [float(i % 97) for i in range(100_000)]
+    for start in range(0, len(values), 999):
+        series.add(pa.array(values[start : start + 999]))
+        assert len(series.points) <= 16
+    stride = series.stride
+    expected = [sum(values[i : i + stride]) / stride for i in range(0, len(values), stride)]
+    assert series.points == pytest.approx(expected[: len(series.points)])
+    assert len(series.points) == len(values) // stride
+    assert (series.latest, series.minimum, series.maximum) == (values[-1], 0.0, 96.0)
+    assert series.count == len(values)
+
+
+def test_series_skips_nulls_nan_and_infinities():
+    series = Series()
+    series.add(pa.array([1.0, None, float("nan"), float("inf"), 3.0]))
+    assert series.values() == (1.0, 3.0)
+    assert (series.minimum, series.maximum, series.latest) == (1.0, 3.0, 3.0)
+    series.add(pa.array([None], pa.float64()))
+    assert series.latest == 3.0
+
+
+def test_accumulator_charts_numeric_columns_and_keeps_the_latest_rows():
+    schema = pa.schema(
+        [("name", pa.string()), ("n", pa.int64()), ("flag", pa.bool_()), ("x", pa.float32())]
+        + [(f"c{i}", pa.float64()) for i in range(8)]
+    )
+    assert [schema.field(i).name for i in numeric_columns(schema)] == [
+        "n",
+        "x",
+        "c0",
+        "c1",
+        "c2",
+        "c3",
+    ]
+    accumulator = StreamAccumulator(schema)
+    batch = pa.record_batch(
+        [pa.array([str(i) for i in range(30)]), pa.array(range(30))]
+        + [pa.array([True] * 30), pa.array([0.5] * 30, pa.float32())]
+        + [pa.array([float(i)] * 30) for i in range(8)],
+        schema=schema,
+    )
+    assert accumulator.add(batch) is True
+    assert accumulator.add(batch.slice(0, 5)) is False  # already told, not yet drawn
+    snapshot = accumulator.snapshot()
+    assert (snapshot.rows, snapshot.batches) == (35, 2)
+    assert [chart.name for chart in snapshot.charts] == ["n", "x", "c0", "c1", "c2", "c3"]
+    assert snapshot.latest_rows[-1][:2] == ("4", 4)
+    assert len(snapshot.latest_rows) == LATEST_ROWS
+    assert accumulator.add(batch) is True  # drawn since: tell again
+
+
+def test_formatting():
+    assert _format.size(-1) == "?"
+    assert _format.size(999) == "999 B"
+    assert _format.size(172_590) == "173 kB"
+    assert _format.size(20_538) == "20.5 kB"
+    assert _format.size(999_999) == "1.0 MB"
+    assert _format.short_count(2000) == "2,000"
+    assert _format.short_count(10_080) == "10.1k"
+    assert _format.number(1011.694) == "1,011.69"
+    assert _format.number(3.0) == "3"
+    assert _format.number(None) == "-"
+    assert _format.cell("x" * 40).endswith("…")
+    assert _format.duration(75) == "1:15"
+
+
+def test_gateway_url_resolution(monkeypatch):
+    monkeypatch.delenv("STREAMKIT_GATEWAY", raising=False)
+    assert resolve_gateway() == DEFAULT_GATEWAY == "grpc://localhost:8815"
+    monkeypatch.setenv("STREAMKIT_GATEWAY", "grpc://elsewhere:1")
+    assert resolve_gateway() == "grpc://elsewhere:1"
+    assert resolve_gateway("grpc://flag:2") == "grpc://flag:2"
+    assert make_tui().gateway == "grpc://elsewhere:1"
+
+
+def test_tui_command_is_registered():
+    result = CliRunner().invoke(cli, ["tui", "--help"])
+    assert result.exit_code == 0
+    assert "--gateway" in result.output
