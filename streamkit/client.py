@@ -216,3 +216,8 @@ def silence_stdout() -> None:
         os.close(devnull)
     except (OSError, ValueError):
         pass
+
+
+def unexpected(exc: BaseException) -> str:
+    """One line about an error nobody planned for: its type and first line, no traceback."""
+    return f"{type(exc).__name__}: {errors.clean_message(exc)}"

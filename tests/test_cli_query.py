@@ -560,3 +560,31 @@ def test_client_module_is_headless() -> None:
     code = "import sys, streamkit.client; print(sorted({'rich', 'textual'} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_nested_nanoseconds_do_not_break_json_or_csv() -> None:
+    from streamkit.commands._formats import CsvWriter, JsonWriter
+
+    kind = pa.struct([("t", pa.timestamp("ns", "UTC")), ("d", pa.list_(pa.duration("ns")))])
+    batch = pa.record_batch(
+        {"s": pa.array([{"t": 1_700_000_000_123_456_789, "d": [1_500]}, None], kind)}
+    )
+    sink = io.BytesIO()
+    writer = JsonWriter(sink, array=False)
+    writer.write(batch)
+    writer.close()
+    first = json.loads(sink.getvalue().splitlines()[0])
+    assert first == {"s": {"t": "2023-11-14T22:13:20.123456+00:00", "d": [1e-06]}}
+    sink = io.BytesIO()
+    csv_writer = CsvWriter(sink, batch.schema)
+    csv_writer.write(batch)
+    csv_writer.close()
+    assert sink.getvalue().splitlines()[0] == b'"s"'
+
+
+def test_binary_formats_refuse_a_terminal(gw: str) -> None:
+    code, _, terminal = _run_with_terminal(
+        ["query", "t/many", "-f", "arrow", "--gateway", gw], stdout_tty=True
+    )
+    assert code == EXIT_USAGE
+    assert "not writing binary arrow to a terminal" in terminal

@@ -132,7 +132,7 @@ class CsvWriter:
             columns = list(batch.columns)
             for i in self.nested:
                 columns[i] = pa.array(
-                    [None if v is None else dumps(v) for v in columns[i].to_pylist()],
+                    [None if v is None else dumps(v) for v in pylist(columns[i])],
                     pa.large_string(),
                 )
             batch = pa.RecordBatch.from_arrays(columns, schema=self.schema)
@@ -157,7 +157,7 @@ class JsonWriter:
     def write(self, batch: pa.RecordBatch) -> None:
         if batch.num_rows == 0:
             return
-        lines = [dumps(row) for row in jsonable(batch).to_pylist()]
+        lines = [dumps(row) for row in rows(batch)]
         if self.array:
             text = ("\n" if self.first else ",\n") + ",\n".join(lines)
         else:
@@ -190,6 +190,46 @@ def jsonable(batch: pa.RecordBatch) -> pa.RecordBatch:
         columns.append(column)
         fields.append(pa.field(field.name, column.type))
     return pa.RecordBatch.from_arrays(columns, schema=pa.schema(fields)) if changed else batch
+
+
+def rows(batch: pa.RecordBatch) -> list[dict[str, Any]]:
+    """The batch as Python dicts ready for JSON (see :func:`jsonable` and :func:`pylist`)."""
+    batch = jsonable(batch)
+    names = batch.schema.names
+    columns = [pylist(column) for column in batch.columns]
+    return [dict(zip(names, values, strict=True)) for values in zip(*columns, strict=True)]
+
+
+def pylist(column: pa.Array) -> list[Any]:
+    """``to_pylist``, with nanoseconds nested in lists or structs cut to microseconds
+    (Python's datetime has no nanoseconds; top-level columns keep them via :func:`jsonable`)."""
+    try:
+        return column.to_pylist()
+    except ValueError:
+        return column.cast(_microseconds(column.type), safe=False).to_pylist()
+
+
+def _microseconds(kind: pa.DataType) -> pa.DataType:
+    if pa.types.is_timestamp(kind) and kind.unit == "ns":
+        return pa.timestamp("us", kind.tz)
+    if pa.types.is_duration(kind) and kind.unit == "ns":
+        return pa.duration("us")
+    if pa.types.is_time64(kind) and kind.unit == "ns":
+        return pa.time64("us")
+    if pa.types.is_struct(kind):
+        return pa.struct([f.with_type(_microseconds(f.type)) for f in kind])
+    if pa.types.is_large_list(kind):
+        return pa.large_list(kind.value_field.with_type(_microseconds(kind.value_type)))
+    if pa.types.is_list(kind):
+        return pa.list_(kind.value_field.with_type(_microseconds(kind.value_type)))
+    if pa.types.is_fixed_size_list(kind):
+        return pa.list_(kind.value_field.with_type(_microseconds(kind.value_type)), kind.list_size)
+    if pa.types.is_map(kind):
+        return pa.map_(
+            kind.key_field.with_type(_microseconds(kind.key_type)),
+            kind.item_field.with_type(_microseconds(kind.item_type)),
+        )
+    return kind
 
 
 def dumps(value: Any) -> str:

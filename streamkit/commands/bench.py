@@ -27,6 +27,7 @@ from streamkit.client import (
     ClientError,
     parse_target,
     resolve_gateway,
+    unexpected,
 )
 
 DATASET = "data"
@@ -87,6 +88,9 @@ def bench(
     except KeyboardInterrupt:
         typer.echo("streamkit: bench interrupted; servers stopped, temp files removed", err=True)
         raise typer.Exit(EXIT_INTERRUPTED) from None
+    except Exception as exc:  # a bug, but still one line rather than a traceback
+        typer.echo(f"streamkit: bench: unexpected error: {unexpected(exc)}", err=True)
+        raise typer.Exit(EXIT_ERROR) from None
     if as_json:
         print(json.dumps(body, indent=2))
     else:

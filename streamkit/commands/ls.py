@@ -16,6 +16,7 @@ from streamkit.client import (
     DatasetListing,
     GatewayClient,
     silence_stdout,
+    unexpected,
 )
 
 
@@ -61,6 +62,9 @@ def ls(
     except KeyboardInterrupt:
         typer.echo("streamkit: interrupted", err=True)
         raise typer.Exit(EXIT_INTERRUPTED) from None
+    except Exception as exc:  # a bug, but still one line rather than a traceback
+        typer.echo(f"streamkit: unexpected error: {unexpected(exc)}", err=True)
+        raise typer.Exit(1) from None
 
 
 ls.__doc__ = f"""List tenants and datasets with rows, size and column count.

@@ -22,15 +22,16 @@ from streamkit.client import (
     parse_target,
     read_chunks,
     silence_stdout,
+    unexpected,
 )
 from streamkit.commands._formats import (
     Format,
     Writer,
     dumps,
     format_for_path,
-    jsonable,
     make_writer,
 )
+from streamkit.commands._formats import rows as batch_rows
 from streamkit.query import Query
 
 PREVIEW_ROWS = 100
@@ -85,6 +86,12 @@ def query(
 ) -> None:
     to_stdout = output is None or str(output) == "-"
     fmt = _resolve_format(format, None if to_stdout else output)
+    if fmt in (Format.arrow, Format.parquet) and to_stdout and sys.stdout.isatty():
+        typer.echo(
+            f"streamkit: not writing binary {fmt.value} to a terminal; pipe it or use --output",
+            err=True,
+        )
+        raise typer.Exit(EXIT_USAGE)
     try:
         tenant, dataset = parse_target(target)
         wanted = [c.strip() for c in columns.split(",") if c.strip()] if columns else None
@@ -112,6 +119,9 @@ def query(
     except KeyboardInterrupt:
         typer.echo("streamkit: interrupted", err=True)
         raise typer.Exit(EXIT_INTERRUPTED) from None
+    except Exception as exc:  # a bug, but still one line rather than a traceback
+        typer.echo(f"streamkit: unexpected error: {unexpected(exc)}", err=True)
+        raise typer.Exit(EXIT_ERROR) from None
 
 
 query.__doc__ = HELP
@@ -183,7 +193,7 @@ def _preview(client: GatewayClient, q: Query, sink: BinaryIO) -> None:
     rows: list[dict] = []
     with client.errors():
         for batch in read_chunks(reader):
-            rows.extend(jsonable(batch).to_pylist())
+            rows.extend(batch_rows(batch))
             if len(rows) > shown:
                 reader.cancel()
                 break
