@@ -72,6 +72,17 @@ def _hidden(name: str) -> bool:
     return name.startswith((".", "_"))
 
 
+def safe_name(name: str) -> bool:
+    """A name that stays inside the root: no ``..``, absolute paths, NUL, backslashes."""
+    parts = name.split("/")
+    return (
+        "\\" not in name
+        and "\x00" not in name
+        and len(name) <= 1024
+        and not any(p in ("", ".", "..") or _hidden(p) for p in parts)
+    )
+
+
 class Catalog:
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root).resolve(strict=True)
@@ -148,9 +159,9 @@ class Catalog:
     def resolve(self, name: str) -> Entry:
         """The dataset called ``name``, or a ``not found`` error (also for unsafe names)."""
         missing = errors.not_found(f"dataset {name!r}")
-        parts = name.split("/")
-        if "\\" in name or "\x00" in name or any(p in ("", ".", "..") or _hidden(p) for p in parts):
+        if not safe_name(name):
             raise missing
+        parts = name.split("/")
         folder = self.root.joinpath(*parts[:-1])
         if not folder.is_dir() or not self._inside(folder):
             raise missing

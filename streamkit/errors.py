@@ -44,6 +44,10 @@ def unavailable(what: str) -> flight.FlightUnavailableError:
     return flight.FlightUnavailableError(f"unavailable: {what}")
 
 
+def lagging(what: str) -> flight.FlightUnavailableError:
+    return flight.FlightUnavailableError(f"lagging: {what}")
+
+
 def clean_message(exc: BaseException) -> str:
     """The first line of an error's message, without the gRPC debug context pyarrow appends."""
     text = str(exc).split(". gRPC client debug context:")[0]

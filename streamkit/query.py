@@ -8,7 +8,7 @@ self-contained so any server process can serve it.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 import pyarrow.flight as flight
@@ -25,13 +25,19 @@ class Query:
     tenant: str | None = None
     columns: tuple[str, ...] | None = None
     limit: int | None = None
+    follow: bool | None = None
+    """Live: after the existing rows, stream new ones as they arrive until cancelled."""
+    from_: str | None = None
+    """With ``follow``: ``"start"`` (history first, the default) or ``"end"`` (new rows only)."""
+    on_lag: str | None = None
+    """With ``follow``: ``"error"`` (default: a lagging follower is disconnected) or ``"skip"``."""
 
     @classmethod
     def from_json(cls, obj: Any, *, allowed: frozenset[str] = frozenset()) -> Query:
         """Validate a query object; ``allowed`` names extra keys the caller handles itself."""
         if not isinstance(obj, dict):
             raise errors.invalid("a query must be a JSON object")
-        known = {f.name for f in fields(cls)} | allowed
+        known = {f.name.rstrip("_") for f in fields(cls)} | allowed
         unknown = sorted(set(obj) - known)
         if unknown:
             raise errors.invalid(f"unknown query key {unknown[0]!r}")
@@ -51,7 +57,26 @@ class Query:
             not isinstance(limit, int) or isinstance(limit, bool) or limit < 0
         ):
             raise errors.invalid("'limit' must be a non-negative integer")
-        return cls(dataset=dataset, tenant=tenant, columns=columns, limit=limit)
+        follow = obj.get("follow")
+        if follow is not None and not isinstance(follow, bool):
+            raise errors.invalid("'follow' must be true or false")
+        start = obj.get("from")
+        if start is not None and start not in ("start", "end"):
+            raise errors.invalid('\'from\' must be "start" or "end"')
+        on_lag = obj.get("on_lag")
+        if on_lag is not None and on_lag not in ("error", "skip"):
+            raise errors.invalid('\'on_lag\' must be "error" or "skip"')
+        if (start or on_lag) and not follow:
+            raise errors.invalid("'from' and 'on_lag' need \"follow\": true")
+        return cls(
+            dataset=dataset,
+            tenant=tenant,
+            columns=columns,
+            limit=limit,
+            follow=follow or None,
+            from_=start,
+            on_lag=on_lag,
+        )
 
     @classmethod
     def from_descriptor(cls, descriptor: flight.FlightDescriptor, *, with_tenant: bool) -> Query:
@@ -72,7 +97,7 @@ class Query:
         return cls.from_json(_load_json(ticket.ticket, "ticket"))
 
     def to_json(self) -> dict[str, Any]:
-        out = {k: v for k, v in asdict(self).items() if v is not None}
+        out = {k.rstrip("_"): v for k, v in asdict(self).items() if v is not None}
         if self.columns is not None:
             out["columns"] = list(self.columns)
         return out
@@ -85,6 +110,10 @@ class Query:
 
     def to_descriptor(self) -> flight.FlightDescriptor:
         return flight.FlightDescriptor.for_command(self.to_bytes())
+
+    def upstream(self) -> Query:
+        """The same query without the tenant, as a connector takes it."""
+        return replace(self, tenant=None)
 
     def label(self) -> str:
         return f"{self.tenant}/{self.dataset}" if self.tenant else self.dataset

@@ -11,8 +11,10 @@ import pyarrow as pa
 import pyarrow.flight as flight
 
 from streamkit import errors
-from streamkit.catalog import Catalog, Entry
+from streamkit.catalog import Catalog, Entry, safe_name
+from streamkit.connector.live_streams import follow_file, follow_live, projected, shape, take_put
 from streamkit.flight_server import BaseFlightServer
+from streamkit.live import LiveDataset, LiveRegistry
 from streamkit.query import Query
 from streamkit.readers import DEFAULT_BATCH_ROWS, DatasetInfo, Readers, flight_stream
 from streamkit.security import same_secret
@@ -34,6 +36,7 @@ class ConnectorServer(BaseFlightServer):
         ``kwargs``: ``allow``, ``tls_cert``, ``tls_key``, ``tls_client_ca`` (see base)."""
         self.catalog = Catalog(root)
         self.readers = Readers(str(self.catalog.root), batch_rows=batch_rows)
+        self.live = LiveRegistry(self.catalog.root)
         self.stopping = threading.Event()
         self.token = token
         super().__init__(location, **kwargs)
@@ -66,8 +69,19 @@ class ConnectorServer(BaseFlightServer):
         return flight.FlightInfo(schema, descriptor, [endpoint], rows, info.bytes)
 
     def _resolve(self, query: Query) -> tuple[Entry, DatasetInfo]:
-        entry = self.catalog.resolve(query.dataset)
+        """A file dataset, or a published live dataset (as a pseudo entry)."""
+        try:
+            entry = self.catalog.resolve(query.dataset)
+        except flight.FlightError:
+            live = self._live(query.dataset)
+            if live is None:
+                raise
+            return _live_entry(live), _live_info(live)
         return entry, self.readers.info(entry)
+
+    def _live(self, name: str) -> LiveDataset | None:
+        live = self.live.get(name)
+        return live if live is not None and live.schema is not None else None
 
     # -- Flight methods --------------------------------------------------------
 
@@ -76,6 +90,11 @@ class ConnectorServer(BaseFlightServer):
     ) -> Iterator[flight.FlightInfo]:
         self._admit(context)
         prefix = criteria.decode("utf-8", "replace") if criteria else ""
+        for live in self.live.all():
+            if live.name.startswith(prefix):
+                yield self._flight_info(
+                    _live_entry(live), _live_info(live), Query(dataset=live.name)
+                )
         for entry in self.catalog.scan():
             if not entry.name.startswith(prefix):
                 continue
@@ -104,15 +123,70 @@ class ConnectorServer(BaseFlightServer):
     ) -> flight.FlightDataStream:
         self._admit(context)
         query = Query.from_ticket(ticket)
-        entry = self.catalog.resolve(query.dataset)
-        reader = self.readers.open(
-            entry,
-            query.columns,
-            query.limit,
-            should_stop=lambda: self.stopping.is_set() or context.is_cancelled(),
+        entry, info = self._resolve(query)
+
+        def should_stop() -> bool:
+            return self.stopping.is_set() or context.is_cancelled()
+
+        live = self._live(query.dataset) if entry.format == "live" else None
+        if live is None and not query.follow:
+            reader = self.readers.open(entry, query.columns, query.limit, should_stop=should_stop)
+            return flight_stream(reader)
+        schema = projected(info.schema, query)  # also checks the columns
+        if live is not None:
+            items = follow_live(live, query, should_stop) if query.follow else live.history()
+        else:
+            items = follow_file(entry, info.schema, query, should_stop)
+        return flight.GeneratorStream(
+            schema, _clean_errors(shape(items, query, entry.name), entry.name)
         )
-        return flight_stream(reader)
+
+    def do_put(
+        self,
+        context: flight.ServerCallContext,
+        descriptor: flight.FlightDescriptor,
+        reader: flight.MetadataRecordBatchReader,
+        writer: flight.FlightMetadataWriter,
+    ) -> None:
+        """Append batches to a live dataset (created by the first put)."""
+        self._admit(context)
+        name = Query.from_descriptor(descriptor, with_tenant=False).dataset
+        if not safe_name(name):
+            raise errors.invalid(f"{name!r} is not a valid dataset name")
+        try:
+            self.catalog.resolve(name)
+        except flight.FlightError:
+            pass
+        else:
+            raise errors.invalid(f"dataset {name!r} is a file; publish under another name")
+        live = self.live.get_or_create(name)
+        try:
+            rows = take_put(live, reader)
+        except flight.FlightError:
+            raise
+        except pa.ArrowException as exc:
+            raise errors.invalid(f"publishing to {name!r}: {errors.clean_message(exc)}") from None
+        log.info("published %d rows to %s", rows, name)
 
     def stop(self) -> None:
         """Ask open streams to end at their next batch (before ``shutdown``)."""
         self.stopping.set()
+
+
+def _live_entry(live: LiveDataset) -> Entry:
+    return Entry(name=live.name, path=live.path, format="live")
+
+
+def _live_info(live: LiveDataset) -> DatasetInfo:
+    assert live.schema is not None
+    return DatasetInfo(live.schema, live.rows, live.size)
+
+
+def _clean_errors(items: Iterator, name: str) -> Iterator:
+    """Errors while following become clean Flight errors for the client."""
+    try:
+        yield from items
+    except flight.FlightError:
+        raise
+    except Exception as exc:
+        raise errors.invalid(f"dataset {name!r}: {errors.clean_message(exc)}") from None

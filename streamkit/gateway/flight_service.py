@@ -13,7 +13,6 @@ import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import pyarrow as pa
 import pyarrow.flight as flight
 
 from streamkit import errors
@@ -141,14 +140,16 @@ class GatewayFlightServer(BaseFlightServer):
         weakref.finalize(batches, stream.close, "cancelled")
         return flight.GeneratorStream(stream.reader.schema, batches)
 
-    def _forward(self, query: Query, stream: _Stream) -> Iterator[pa.RecordBatch]:
-        """Pass batches on; when the client goes away, the upstream call is cancelled too."""
+    def _forward(self, query: Query, stream: _Stream) -> Iterator[Any]:
+        """Pass batches (and their metadata) on; when the client goes away, the upstream call
+        is cancelled too. Followed streams may rightly be quiet, so only others time out."""
         reader = stream.reader
         assert reader is not None
         outcome = "cancelled"
         try:
             while not self.stopping.is_set():
-                stream.progressed()
+                if not query.follow:
+                    stream.progressed()
                 try:
                     chunk = reader.read_chunk()
                 except StopIteration:
@@ -163,11 +164,30 @@ class GatewayFlightServer(BaseFlightServer):
                     outcome = errors.code_of(exc)
                     raise upstream_error(query.tenant or "", exc) from None
                 stream.record.add(chunk.data.num_rows, chunk.data.nbytes)
-                yield chunk.data
+                yield (chunk.data, chunk.app_metadata) if chunk.app_metadata else chunk.data
             outcome = "stopped"
             raise errors.unavailable("the gateway is shutting down")
         finally:
             stream.close(outcome)
+
+    def do_put(
+        self,
+        context: flight.ServerCallContext,
+        descriptor: flight.FlightDescriptor,
+        reader: flight.MetadataRecordBatchReader,
+        writer: flight.FlightMetadataWriter,
+    ) -> None:
+        """Publish to ``[tenant, dataset]``: batches go on to the tenant's connector as read."""
+        identity, peer = self._caller(context)
+        query = self._query(Query.from_descriptor(descriptor, with_tenant=True), identity)
+        self.access.limits.request(query.tenant, identity.caller(peer))
+        record = RequestRecord("flight-put", query.tenant, query.dataset)
+        try:
+            record.rows = self.upstreams.do_put(query, reader)
+            record.finish("ok")
+        except flight.FlightError as exc:
+            record.finish(errors.code_of(exc))
+            raise
 
     def stop(self) -> None:
         self.stopping.set()

@@ -4,6 +4,7 @@ embedded connectors for ``path`` tenants, and upstream errors turned into the co
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import dataclass
@@ -84,7 +85,7 @@ class Upstreams:
 
     def get_flight_info(self, query: Query) -> flight.FlightInfo:
         tenant = self.tenant(query.tenant)
-        upstream = Query(dataset=query.dataset, columns=query.columns, limit=query.limit)
+        upstream = query.upstream()
         with _upstream_errors(tenant):
             return tenant.client.get_flight_info(
                 upstream.to_descriptor(), tenant.options(METADATA_TIMEOUT_S)
@@ -97,9 +98,31 @@ class Upstreams:
     def do_get(self, query: Query) -> flight.FlightStreamReader:
         """Open the upstream stream; no call deadline, as streams may run for a long time."""
         tenant = self.tenant(query.tenant)
-        upstream = Query(dataset=query.dataset, columns=query.columns, limit=query.limit)
+        upstream = query.upstream()
         with _upstream_errors(tenant):
             return tenant.client.do_get(upstream.to_ticket(), tenant.options())
+
+    def do_put(self, query: Query, reader: flight.MetadataRecordBatchReader) -> int:
+        """Forward a publish batch by batch; returns the rows sent."""
+        tenant = self.tenant(query.tenant)
+        rows = 0
+        with _upstream_errors(tenant):
+            writer, _ = tenant.client.do_put(
+                flight.FlightDescriptor.for_path(query.dataset), reader.schema, tenant.options()
+            )
+            try:
+                while True:
+                    try:
+                        chunk = reader.read_chunk()
+                    except StopIteration:
+                        break
+                    if chunk.data is not None:
+                        writer.write_batch(chunk.data)
+                        rows += chunk.data.num_rows
+                writer.done_writing()
+            finally:
+                writer.close()
+        return rows
 
     def health(self, tenants: frozenset[str] | None = None) -> dict[str, dict]:
         """Reachability, latency and dataset count of ``tenants`` (default all)."""
@@ -160,9 +183,24 @@ def upstream_error(tenant: str, exc: BaseException) -> flight.FlightError:
     return flight.FlightServerError(f"invalid: tenant {tenant!r}: {message}")
 
 
-def read_batch(reader: flight.FlightStreamReader) -> pa.RecordBatch | None:
-    """The next upstream batch, or None at the end (blocking: run it in a worker thread)."""
+def read_chunk(reader: flight.FlightStreamReader) -> flight.FlightStreamChunk | None:
+    """The next upstream chunk, or None at the end (blocking: run it in a worker thread)."""
     try:
-        return reader.read_chunk().data
+        return reader.read_chunk()
     except StopIteration:
         return None
+
+
+def read_batch(reader: flight.FlightStreamReader) -> pa.RecordBatch | None:
+    chunk = read_chunk(reader)
+    return None if chunk is None else chunk.data
+
+
+def skipped_rows(chunk: flight.FlightStreamChunk) -> int:
+    """Rows a following connector skipped before this chunk (``on_lag: skip``)."""
+    if not chunk.app_metadata:
+        return 0
+    try:
+        return int(json.loads(chunk.app_metadata.to_pybytes()).get("skipped", 0))
+    except (ValueError, AttributeError):
+        return 0

@@ -18,7 +18,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from streamkit import errors
 from streamkit.gateway.access import Identity
 from streamkit.gateway.requests_log import RequestRecord
-from streamkit.gateway.upstream import read_batch
+from streamkit.gateway.upstream import read_chunk, skipped_rows
 from streamkit.ipc_frames import IpcFramer
 from streamkit.query import Query
 
@@ -185,6 +185,7 @@ class WsSession:
         loop = asyncio.get_running_loop()
         pool = self.gateway.pool
         idle = self.gateway.config.idle_timeout
+        read_timeout = None if query.follow else idle  # a followed dataset may be quiet
         record = RequestRecord("ws", query.tenant, query.dataset)
         batches = 0
         try:
@@ -194,15 +195,18 @@ class WsSession:
             framer = IpcFramer(self.reader.schema, self.gateway.config.ws_frame_bytes)
             while not self.cancelled:
                 try:
-                    chunk = await asyncio.wait_for(
-                        loop.run_in_executor(pool, read_batch, self.reader), idle
+                    item = await asyncio.wait_for(
+                        loop.run_in_executor(pool, read_chunk, self.reader), read_timeout
                     )
                 except flight.FlightError:
                     if self.cancelled:  # our own cancel interrupted the read
                         break
                     raise
-                if chunk is None:
+                if item is None:
                     break
+                if skipped := skipped_rows(item):
+                    await self.send_json({"type": "skipped", "id": query_id, "rows": skipped})
+                chunk = item.data
                 batches += 1
                 for frame in framer.frames(chunk):
                     record.add(0, len(frame))

@@ -1,0 +1,183 @@
+"""Live datasets: batches published with DoPut, kept as Arrow IPC stream files under
+``ROOT/.streamkit/live/NAME.arrows``, and fanned out to followers as they arrive.
+
+Each follower has a bounded queue filled without blocking the publisher. A follower that
+falls behind by more than its queue is told and disconnected (``lagging``), or, if it asked
+for ``on_lag: skip``, jumps to the newest batch and is told how many rows it missed. So a
+slow follower never makes the connector's memory grow, and one publish costs one file write
+plus a queue append per follower, however many follow.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow as pa
+
+from streamkit import errors
+from streamkit.ipc_frames import IpcFramer
+
+LIVE_FOLDER = Path(".streamkit") / "live"
+SUFFIX = ".arrows"
+FOLLOWER_QUEUE_BATCHES = 256
+
+
+@dataclass(eq=False)  # followers are compared by identity
+class Follower:
+    on_lag: str = "error"  # or "skip"
+    capacity: int = FOLLOWER_QUEUE_BATCHES
+    queue: deque[pa.RecordBatch] = field(default_factory=deque)
+    ready: threading.Condition = field(default_factory=threading.Condition)
+    lagging: bool = False
+    skipped: int = 0  # rows missed since the follower was last told
+
+    def offer(self, batch: pa.RecordBatch) -> None:
+        """Called by the publisher: never blocks."""
+        with self.ready:
+            if len(self.queue) >= self.capacity:
+                if self.on_lag == "skip":
+                    self.skipped += sum(b.num_rows for b in self.queue)
+                    self.queue.clear()
+                else:
+                    self.lagging = True
+                    self.queue.clear()
+            if not self.lagging:
+                self.queue.append(batch)
+            self.ready.notify()
+
+    def next(self, timeout: float) -> tuple[pa.RecordBatch | None, int]:
+        """The next batch (None after ``timeout``) and the rows skipped before it."""
+        with self.ready:
+            if not self.queue and not self.lagging:
+                self.ready.wait(timeout)
+            if self.lagging:
+                raise errors.lagging(f"the follower fell more than {self.capacity} batches behind")
+            if not self.queue:
+                return None, 0
+            skipped, self.skipped = self.skipped, 0
+            return self.queue.popleft(), skipped
+
+
+class LiveDataset:
+    def __init__(self, name: str, path: Path) -> None:
+        self.name = name
+        self.path = path
+        self.lock = threading.Lock()
+        self.followers: set[Follower] = set()
+        self.schema: pa.Schema | None = None
+        self.rows = 0
+        self.size = 0  # bytes of whole messages in the file
+        self._framer: IpcFramer | None = None
+        if path.exists():
+            self._recover()
+
+    def _recover(self) -> None:
+        """Read what a previous run wrote; cut a message left half-written by a crash."""
+        good = 0
+        with pa.memory_map(str(self.path)) as source:
+            try:
+                reader = pa.ipc.open_stream(source)
+                self.schema = reader.schema
+                good = source.tell()
+                while True:
+                    batch = reader.read_next_batch()
+                    self.rows += batch.num_rows
+                    good = source.tell()
+            except StopIteration:
+                pass
+            except (pa.ArrowInvalid, OSError, EOFError):
+                pass
+        if self.schema is None:
+            good = 0
+        if good < self.path.stat().st_size:
+            with open(self.path, "r+b") as f:
+                f.truncate(good)
+        self.size = good
+
+    def append(self, batch: pa.RecordBatch) -> None:
+        with self.lock:
+            if self.schema is None:
+                self.schema = batch.schema
+            elif not batch.schema.equals(self.schema):
+                raise errors.invalid(
+                    f"live dataset {self.name!r} has schema ({_describe(self.schema)}); "
+                    f"the batch has ({_describe(batch.schema)})"
+                )
+            if batch.num_rows == 0:
+                return
+            data = b"".join(self._writer().frames(batch))
+            if self.size and data.startswith(self._schema_bytes()):
+                data = data[len(self._schema_bytes()) :]  # the file already starts with it
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.path, "ab") as f:
+                f.write(data)
+            self.size += len(data)
+            self.rows += batch.num_rows
+            for follower in self.followers:
+                follower.offer(batch)
+
+    def _writer(self) -> IpcFramer:
+        if self._framer is None:
+            assert self.schema is not None
+            self._framer = IpcFramer(self.schema)
+        return self._framer
+
+    def _schema_bytes(self) -> bytes:
+        assert self.schema is not None
+        return IpcFramer(self.schema).end()[:-8]
+
+    def follow(self, follower: Follower) -> int:
+        """Register a follower; returns the file size its history ends at."""
+        with self.lock:
+            self.followers.add(follower)
+            return self.size
+
+    def unfollow(self, follower: Follower) -> None:
+        with self.lock:
+            self.followers.discard(follower)
+
+    def history(self, upto: int | None = None) -> Iterator[pa.RecordBatch]:
+        """The batches in the file, up to byte ``upto`` (what existed when following began)."""
+        end = self.size if upto is None else upto
+        if not end:
+            return
+        with pa.memory_map(str(self.path)) as source:
+            reader = pa.ipc.open_stream(source.read_buffer(end))
+            yield from reader
+
+
+def _describe(schema: pa.Schema) -> str:
+    return ", ".join(f"{f.name}: {f.type}" for f in schema)
+
+
+class LiveRegistry:
+    """The live datasets of one connector root, found on disk and created on first publish."""
+
+    def __init__(self, root: Path) -> None:
+        self.folder = root / LIVE_FOLDER
+        self.datasets: dict[str, LiveDataset] = {}
+        self.lock = threading.Lock()
+        if self.folder.is_dir():
+            for path in sorted(self.folder.rglob(f"*{SUFFIX}")):
+                name = path.relative_to(self.folder).as_posix()[: -len(SUFFIX)]
+                self.datasets[name] = LiveDataset(name, path)
+
+    def get(self, name: str) -> LiveDataset | None:
+        with self.lock:
+            return self.datasets.get(name)
+
+    def get_or_create(self, name: str) -> LiveDataset:
+        with self.lock:
+            dataset = self.datasets.get(name)
+            if dataset is None:
+                path = self.folder / f"{name}{SUFFIX}"
+                dataset = self.datasets[name] = LiveDataset(name, path)
+            return dataset
+
+    def all(self) -> list[LiveDataset]:
+        with self.lock:
+            return [d for d in self.datasets.values() if d.schema is not None]
