@@ -101,12 +101,12 @@ def bench(
 
 bench.__doc__ = f"""Measure throughput and latency of every path through streamkit.
 
-Without --gateway: generate a dataset of --size in a temp folder, start a plain pyarrow \\
-Flight server, a connector and a gateway as separate processes, and measure direct Flight, \\
-gateway Flight, gateway WebSocket and gateway HTTP (median MB/s, time to first batch and to \\
-last byte over --runs), then --clients concurrent clients through the gateway (total time, \\
-errors, p50/p99 latency, gateway peak RSS). Ratios are against the connector and the plain \\
-pyarrow server measured in the same run, and against the reference design's 113 MB/s. \\
+Without --gateway: generate a dataset of --size in a temp folder, start a plain pyarrow \
+Flight server, a connector and a gateway as separate processes, and measure direct Flight, \
+gateway Flight, gateway WebSocket and gateway HTTP (median MB/s, time to first batch and to \
+last byte over --runs), then --clients concurrent clients through the gateway (total time, \
+errors, p50/p99 latency, gateway peak RSS). Ratios are against the connector and the plain \
+pyarrow server measured in the same run, and against the reference design's 113 MB/s. \
 Everything started is stopped and removed, also on Ctrl-C.
 
 With --gateway URL --dataset TENANT/DATASET: measure that deployment instead.
