@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from streamkit.catalog import safe_name
 from streamkit.secrets import Secret, SecretError, resolve_secret
 from streamkit.security import RateLimit, parse_networks
 
@@ -43,6 +44,8 @@ class TenantConfig:
     """Client tokens that may read this tenant; none means the tenant is open."""
     rate_limit: RateLimit | None = None
     """Per-caller limits: ``{requests_per_second, burst, max_streams}``."""
+    simulate: str | None = None
+    """Name of a live dataset the gateway feeds with simulated readings (demos; ``path`` only)."""
 
 
 @dataclass(frozen=True)
@@ -104,6 +107,7 @@ _TENANT_KEYS: dict[str, type | tuple[type, ...]] = {
     "connector_token": str,
     "tokens": list,
     "rate_limit": dict,
+    "simulate": str,
 }
 _RATE_LIMIT_KEYS: dict[str, type | tuple[type, ...]] = {
     "requests_per_second": (int, float),
@@ -177,6 +181,10 @@ def parse(raw: dict[str, Any], *, source: str, base: Path) -> GatewayConfig:
         if ("path" in t) == ("connector" in t):
             raise fail(where, "set exactly one of 'path' (embedded) or 'connector' (remote)")
         remote_only = [k for k in t if k.startswith("connector_")]
+        if "simulate" in t and "path" not in t:
+            raise fail(f"{where}.simulate", "only for an embedded 'path' tenant")
+        if "simulate" in t and not safe_name(t["simulate"]):
+            raise fail(f"{where}.simulate", f"{t['simulate']!r} is not a valid dataset name")
         if "path" in t:
             if remote_only:
                 raise fail(f"{where}.{remote_only[0]}", "only for a remote 'connector'")
@@ -221,6 +229,7 @@ def parse(raw: dict[str, Any], *, source: str, base: Path) -> GatewayConfig:
             **secrets,
             tokens=tuple(tokens),
             rate_limit=rate_limit,
+            simulate=t.get("simulate"),
         )
 
     default = values.get("default_tenant") or next(iter(tenants))

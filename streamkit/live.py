@@ -178,6 +178,12 @@ class LiveRegistry:
                 dataset = self.datasets[name] = LiveDataset(name, path)
             return dataset
 
+    def reset(self, name: str) -> None:
+        """Forget a live dataset and delete its file."""
+        with self.lock:
+            self.datasets.pop(name, None)
+            (self.folder / f"{name}{SUFFIX}").unlink(missing_ok=True)
+
     def all(self) -> list[LiveDataset]:
         with self.lock:
             return [d for d in self.datasets.values() if d.schema is not None]

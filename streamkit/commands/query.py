@@ -26,7 +26,6 @@ from streamkit.client import (
 )
 from streamkit.commands._formats import (
     Format,
-    Writer,
     dumps,
     format_for_path,
     make_writer,
@@ -103,13 +102,14 @@ def query(
             columns=tuple(wanted) if wanted else None,
             limit=limit,
         )
-        with GatewayClient(gateway, token=token, tls_ca=tls_ca) as client:
+        with (
+            GatewayClient(gateway, token=token, tls_ca=tls_ca) as client,
+            _sink(None if to_stdout else output) as sink,
+        ):
             if fmt is Format.table:
-                with _sink(None if to_stdout else output) as sink:
-                    _preview(client, q, sink)
+                _preview(client, q, sink)
             else:
-                with _sink(None if to_stdout else output) as sink:
-                    _stream(client, q, fmt, sink)
+                _stream(client, q, fmt, sink)
     except ClientError as exc:
         typer.echo(f"streamkit: {exc.message}", err=True)
         raise typer.Exit(exc.exit_code) from None
@@ -168,7 +168,7 @@ def _sink(path: Path | None) -> Iterator[BinaryIO]:
 def _stream(client: GatewayClient, q: Query, fmt: Format, sink: BinaryIO) -> None:
     info, reader = client.open(q)
     total = info.total_records if info.total_records >= 0 else None
-    writer: Writer | None = None
+    complete = False
     try:
         with client.errors(), _Progress(q.label(), total) as progress:
             writer = make_writer(fmt, sink, reader.schema)
@@ -176,9 +176,9 @@ def _stream(client: GatewayClient, q: Query, fmt: Format, sink: BinaryIO) -> Non
                 writer.write(batch)
                 progress.advance(batch.num_rows, batch.nbytes)
             writer.close()
-            writer = None
+            complete = True
     finally:
-        if writer is not None:  # interrupted: stop the upstream read too
+        if not complete:  # a closed pipe, Ctrl-C, a failed write: stop the upstream read too
             reader.cancel()
 
 

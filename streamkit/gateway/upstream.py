@@ -16,6 +16,7 @@ from streamkit import errors
 from streamkit.config import GatewayConfig, TenantConfig
 from streamkit.connector import ConnectorServer
 from streamkit.query import Query
+from streamkit.simulator import Simulator
 
 log = logging.getLogger("streamkit.gateway")
 
@@ -38,6 +39,7 @@ class Tenant:
     location: str
     client: flight.FlightClient
     embedded: ConnectorServer | None = None
+    simulator: Simulator | None = None
 
     @property
     def name(self) -> str:
@@ -72,7 +74,10 @@ class Upstreams:
                     location = f"grpc://127.0.0.1:{embedded.port}"
                 assert location is not None
                 client = _connect(tenant_config, location)
-                self.tenants[name] = Tenant(tenant_config, location, client, embedded)
+                simulator = None
+                if embedded is not None and tenant_config.simulate:
+                    simulator = Simulator(embedded.live, tenant_config.simulate)
+                self.tenants[name] = Tenant(tenant_config, location, client, embedded, simulator)
         except BaseException:
             self.close()
             raise
@@ -144,6 +149,8 @@ class Upstreams:
 
     def close(self) -> None:
         for tenant in self.tenants.values():
+            if tenant.simulator is not None:
+                tenant.simulator.stop()
             tenant.client.close()
             if tenant.embedded is not None:
                 tenant.embedded.stop()

@@ -152,7 +152,7 @@ class StreamkitApp(App[None]):
             for batch in stream.batches():
                 if accumulator.add(batch):
                     self.post_message(BatchesReceived(stream_id))
-            self.post_message(StreamEnded(stream_id, cancelled=stream.cancelled))
+            self.post_message(StreamEnded(stream_id, cancelled=not stream.completed))
         except Exception as exc:
             if stream.cancelled:
                 self.post_message(StreamEnded(stream_id, cancelled=True))

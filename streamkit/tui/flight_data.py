@@ -78,6 +78,7 @@ class DatasetStream:
         self._cancelled = threading.Event()
         self._client: flight.FlightClient | None = None
         self._reader: flight.FlightStreamReader | None = None
+        self.completed = False  # read to the end: a late cancel() changes nothing
 
     @property
     def cancelled(self) -> bool:
@@ -107,6 +108,7 @@ class DatasetStream:
             try:
                 chunk = reader.read_chunk()
             except StopIteration:
+                self.completed = True
                 return
             except pa.ArrowException:  # Flight errors included
                 if self.cancelled:

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical, VerticalScroll
+from textual.css.query import NoMatches
 from textual.widget import Widget
 from textual.widgets import Label, Sparkline
 
@@ -68,16 +69,18 @@ class ColumnChart(Vertical):
         self._apply()
 
     def show(self, summary: ColumnSummary) -> None:
-        """Show ``summary``; kept for ``on_mount`` if it comes before the chart is mounted."""
+        """Show ``summary``; kept for ``on_mount`` if it comes before the chart is composed."""
         self.summary = summary
-        if self.is_mounted:
-            self._apply()
+        self._apply()
 
     def _apply(self) -> None:
         if self.summary is None:
             return
-        self.query_one(Sparkline).data = self.summary.points
-        caption = self.query_one(ChartCaption)
+        try:
+            sparkline, caption = self.query_one(Sparkline), self.query_one(ChartCaption)
+        except NoMatches:  # not composed yet: on_mount applies it
+            return
+        sparkline.data = self.summary.points
         caption.summary = self.summary
         caption.refresh()
 
