@@ -25,6 +25,7 @@ from conftest import DEMO_DATA, running_gateway
 
 from streamkit.config import GatewayConfig, TenantConfig
 from streamkit.gateway import make_gateway
+from streamkit.secrets import Secret
 
 SKIP_REASON = missing_prerequisite()
 pytestmark = pytest.mark.skipif(SKIP_REASON is not None, reason=str(SKIP_REASON))
@@ -33,6 +34,7 @@ BIG_ROWS = 1_000_000
 SENSORS_ROWS = 10_080
 DEMO_DATASETS = {"sensors", "sales", "sales_by_region", "archive/2025/q1_sales"}
 TIMEOUT_MS = 20_000
+TOKEN = "browser-test-token"
 
 
 @pytest.fixture(scope="module")
@@ -260,5 +262,43 @@ def test_reconnects_when_the_gateway_comes_back(page):
         gateway = make_gateway(config)
         page.wait_for_selector("#connection[data-status=open]")
         page.wait_for_function("document.querySelector('#dataset').options.length > 3")
+    finally:
+        gateway.stop()
+
+
+def test_a_token_unlocks_a_locked_tenant_over_both_paths(page):
+    config = GatewayConfig(
+        flight_port=0,
+        http_port=0,
+        default_tenant="demo",
+        tenants={
+            "demo": TenantConfig("demo", path=DEMO_DATA.resolve()),
+            "locked": TenantConfig(
+                "locked", path=DEMO_DATA.resolve(), tokens=(Secret(TOKEN, literal=False),)
+            ),
+        },
+    )
+    gateway = make_gateway(config)
+    try:
+        open_dashboard(page, gateway, "locked", "sensors")
+        run_query(page, "http")
+        assert wait_for_state(page, "done", "error") == "error"
+        assert page.get_attribute("#error", "data-code") == "unauthenticated"
+        assert page.is_visible("#token")  # the token form opens by itself
+
+        page.fill("#token", TOKEN)
+        page.press("#token", "Enter")
+        page.wait_for_function(
+            "[...document.querySelectorAll('#tenant option')].some(o => o.value === 'locked')"
+        )
+        assert page.is_hidden("#error")
+        page.select_option("#tenant", "locked")
+        page.select_option("#dataset", "sensors")
+        for transport in ("http", "ws"):
+            run_query(page, transport)
+            assert wait_for_state(page, "done", "error") == "done"
+            assert shown_rows(page) == SENSORS_ROWS
+        # The only failed request is the one refused before the token was given.
+        assert all("401" in error for error in page.console_log.errors)
     finally:
         gateway.stop()

@@ -39,13 +39,19 @@ const el = {
   chartEmpty: $("#chart-empty"),
   rows: $("#rows"),
   tableCaption: $("#table-caption"),
+  tokenBox: $("#token-box"),
+  tokenSummary: $("#token-summary"),
+  tokenForm: $("#token-form"),
+  token: $("#token"),
+  tokenClear: $("#token-clear"),
 };
+const TOKEN_KEY = "streamkit.token";
 
 const ERROR_TEXT = {
   not_found: ["Not found", "No such tenant or dataset. Pick one from the list, or check the name."],
   invalid: ["Invalid query", "Check the column names and the limit."],
   unavailable: ["Connector unavailable", "The tenant's connector is down or unreachable. Try again shortly."],
-  unauthenticated: ["Not signed in", "This gateway needs a token."],
+  unauthenticated: ["Token needed", "Enter a token for this tenant (Token, top right)."],
   unauthorized: ["Not allowed", "Your token does not give access to this tenant."],
   rate_limited: ["Rate limited", "Too many requests; wait a moment and run again."],
   busy: ["Busy", "A query is already running on this connection."],
@@ -439,12 +445,40 @@ function showError(error) {
   el.errorHint.textContent = hint;
   el.error.dataset.code = code;
   el.error.hidden = false;
+  if (code === "unauthenticated") el.tokenBox.open = true;
 }
 
 function clearError() {
   el.error.hidden = true;
   delete el.error.dataset.code;
 }
+
+// ---------------------------------------------------------------- token
+
+function useToken(token) {
+  if (token) sessionStorage.setItem(TOKEN_KEY, token);
+  else sessionStorage.removeItem(TOKEN_KEY);
+  el.token.value = token ?? "";
+  el.tokenSummary.textContent = token ? "Token set" : "Token";
+  el.tokenBox.toggleAttribute("data-signed-in", Boolean(token));
+  el.tokenBox.open = false;
+}
+
+el.tokenForm.addEventListener("submit", (event) => {
+  event.preventDefault();
+  const token = el.token.value.trim();
+  useToken(token);
+  clearError();
+  connection.setToken(token);
+});
+el.tokenClear.addEventListener("click", () => {
+  useToken(null);
+  connection.setToken(null);
+});
+connection.addEventListener("auth-failed", (event) => {
+  showError(event.detail);
+  el.tokenBox.open = true;
+});
 
 // ---------------------------------------------------------------- wiring
 
@@ -469,5 +503,8 @@ setInterval(() => {
 }, 250);
 
 window.streamkit = { lastRun: null, connection, TRANSPORT };
+const savedToken = sessionStorage.getItem(TOKEN_KEY);
+useToken(savedToken);
+connection.token = savedToken;
 connection.connect();
 setProgress({ state: "idle", rows: 0, bytes: 0, batches: 0, seconds: 0, expected: null });

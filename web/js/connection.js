@@ -7,6 +7,7 @@ export const STATUS = Object.freeze({
   OPEN: "open",
   RETRYING: "retrying",
 });
+const POLICY_VIOLATION = 1008; // the gateway closes sockets that never authenticate
 
 const RETRY_DELAYS_MS = [250, 500, 1000, 2000, 4000, 8000];
 
@@ -77,18 +78,27 @@ export class Connection extends EventTarget {
     this.nextId = 1;
     this.pending = new Map(); // id → {resolve, reject} for list requests
     this.query = null; // {id, frames, resolveEnd, rejectEnd}
+    this.token = null; // bearer token sent as the first message, when set
+    this.reconnectNow = false;
+    this.tenants = null; // tenants the token may read (from `authenticated`)
+  }
+
+  /** Use `token` (or none) from the next (re)connection on; reconnects now. */
+  setToken(token) {
+    this.token = token || null;
+    this.tenants = null;
+    this.attempt = 0;
+    this.reconnectNow = true;
+    if (this.socket && this.socket.readyState <= WebSocket.OPEN) this.socket.close();
   }
 
   connect() {
     this.#setStatus(STATUS.CONNECTING);
     const socket = new WebSocket(this.url);
     socket.binaryType = "arraybuffer";
-    socket.onopen = () => {
-      this.attempt = 0;
-      this.#setStatus(STATUS.OPEN);
-    };
+    socket.onopen = () => this.#opened();
     socket.onmessage = (event) => this.#receive(event.data);
-    socket.onclose = () => this.#closed(socket);
+    socket.onclose = (event) => this.#closed(socket, event);
     this.socket = socket;
   }
 
@@ -98,11 +108,28 @@ export class Connection extends EventTarget {
 
   /** `{"action": "list"}` → the `datasets` array. */
   list() {
-    const id = `list-${this.nextId++}`;
+    return this.#request({ action: "list" });
+  }
+
+  #request(message) {
+    const id = `${message.action}-${this.nextId++}`;
     return new Promise((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
-      this.#send({ action: "list", id }, reject);
+      this.#send({ ...message, id }, reject);
     });
+  }
+
+  async #opened() {
+    this.attempt = 0;
+    if (this.token) {
+      try {
+        const reply = await this.#request({ action: "auth", token: this.token });
+        this.tenants = reply.tenants;
+      } catch (error) {
+        this.dispatchEvent(new CustomEvent("auth-failed", { detail: error }));
+      }
+    }
+    this.#setStatus(STATUS.OPEN);
   }
 
   /**
@@ -152,6 +179,9 @@ export class Connection extends EventTarget {
     if (message.type === "datasets" && waiter) {
       this.pending.delete(message.id);
       waiter.resolve(message.datasets);
+    } else if (message.type === "authenticated" && waiter) {
+      this.pending.delete(message.id);
+      waiter.resolve(message);
     } else if (message.type === "end" && this.query?.id === message.id) {
       this.#finishQuery(null, message);
     } else if (message.type === "error") {
@@ -176,13 +206,18 @@ export class Connection extends EventTarget {
     else query.resolveEnd(endMessage);
   }
 
-  #closed(socket) {
+  #closed(socket, event) {
     if (socket !== this.socket) return;
+    if (event.code === POLICY_VIOLATION) {
+      const error = new GatewayError("unauthenticated", event.reason || "authentication required");
+      this.dispatchEvent(new CustomEvent("auth-failed", { detail: error }));
+    }
     const lost = new GatewayError("disconnected", "the connection to the gateway was lost");
     this.#finishQuery(lost);
     for (const waiter of this.pending.values()) waiter.reject(lost);
     this.pending.clear();
-    const delay = RETRY_DELAYS_MS[Math.min(this.attempt, RETRY_DELAYS_MS.length - 1)];
+    const delay = this.reconnectNow ? 0 : RETRY_DELAYS_MS[Math.min(this.attempt, RETRY_DELAYS_MS.length - 1)];
+    this.reconnectNow = false;
     this.attempt += 1;
     this.retryAt = Date.now() + delay;
     this.#setStatus(STATUS.RETRYING);

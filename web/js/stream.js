@@ -24,16 +24,19 @@ export function streamUrl({ tenant, dataset, columns, limit }) {
  * Rejects with a GatewayError (`code`, `message`) when the gateway refuses the query.
  */
 export function openStream(transport, request, connection) {
-  return transport === TRANSPORT.WS ? openWebSocket(request, connection) : openHttp(request);
+  return transport === TRANSPORT.WS
+    ? openWebSocket(request, connection)
+    : openHttp(request, connection?.token);
 }
 
-async function openHttp(request) {
+async function openHttp(request, token = null) {
   const abort = new AbortController();
   let bytes = 0;
   let cancelled = false;
   let response;
   try {
-    response = await fetch(streamUrl(request), { signal: abort.signal, cache: "no-store" });
+    const headers = token ? { Authorization: `Bearer ${token}` } : {};
+    response = await fetch(streamUrl(request), { signal: abort.signal, cache: "no-store", headers });
   } catch (error) {
     throw new GatewayError("unavailable", `cannot reach the gateway: ${error.message}`);
   }
