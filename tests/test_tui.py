@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import DEMO_DATA, running_gateway, wait_for
 from synthetic_connector import BATCH, SyntheticConnector
+from textual import events
 from typer.testing import CliRunner
 
 from streamkit.cli import app as cli
@@ -56,7 +57,13 @@ async def stream(pilot, app: StreamkitApp, key: str) -> None:
     assert node is not None, f"{key} is not in the tree"
     tree.move_cursor(node)
     await until(pilot, lambda: tree.cursor_node is node, f"the cursor on {key}")
-    await pilot.press("enter")
+    press_now(app, "enter")
+
+
+def press_now(app: StreamkitApp, key: str) -> None:
+    """Press ``key`` without ``pilot.press``'s wait for an idle process: while a stream
+    runs (the gateway is in this process too) that wait lasts up to two seconds."""
+    app.post_message(events.Key(key, key if len(key) == 1 else None))
 
 
 def closed_port() -> int:
@@ -111,6 +118,8 @@ def test_streaming_sensors_fills_the_sparklines_with_its_values(demo_gateway):
 
             charts = {chart.column: chart for chart in app.query(ColumnChart)}
             assert list(charts) == ["temperature", "humidity", "pressure", "vibration"]
+            captions = list(app.query(ChartCaption))
+            await until(pilot, lambda: all(c.content_size.width for c in captions), "layout")
             for name, chart in charts.items():
                 column = SENSORS.column(name)
                 low_high = pc.min_max(column).as_py()
@@ -195,8 +204,9 @@ def test_c_cancels_a_running_stream_upstream_too(tmp_path, caplog, slow_consumer
         app._draw = counting_draw
         async with app.run_test(size=SIZE) as pilot:
             await stream(pilot, app, "big/big")
-            await until(pilot, lambda: status(app).rows > 0, "the first rows")
-            await pilot.press("c")
+            # A fifth of the stream (a quarter of a second at least) then cancel.
+            await until(pilot, lambda: status(app).rows >= 200_000, "200,000 rows")
+            press_now(app, "c")
             await until(pilot, lambda: status(app).state == "cancelled", "the cancel")
             assert 0 < status(app).rows < 1_000_000
             assert "cancelled" in str(status(app).render())
@@ -231,7 +241,7 @@ def test_a_stalled_stream_shows_what_arrived_and_cancels_upstream():
                     rows = 3 * BATCH.num_rows
                     await until(pilot, lambda: status(app).rows == rows, "3 batches on screen")
                     assert status(app).state == "streaming"
-                    await pilot.press("c")
+                    press_now(app, "c")
                     await until(pilot, lambda: status(app).state == "cancelled", "the cancel")
 
             asyncio.run(scenario())
@@ -306,6 +316,9 @@ def test_small_terminal_keeps_everything_on_screen(demo_gateway):
         async with app.run_test(size=(80, 24)) as pilot:
             await stream(pilot, app, "demo/sensors")
             await until(pilot, lambda: status(app).state == "done", "the stream to end")
+            captions = list(app.query(ChartCaption))
+            assert len(captions) == 4
+            await until(pilot, lambda: all(c.content_size.width for c in captions), "layout")
             screen = app.screen
             assert screen.has_class("-narrow") and screen.has_class("-short")
             for widget in (app.query_one(DatasetTree), status(app), app.query_one(LatestRows)):
@@ -313,9 +326,12 @@ def test_small_terminal_keeps_everything_on_screen(demo_gateway):
                 assert region.width > 0 and region.height > 0
                 assert region.right <= 80 and region.bottom <= 24
             assert app.query_one(LatestRows).region.height >= 4
-            for caption in app.query(ChartCaption):
-                assert caption.column in str(caption.render())
-                assert len(str(caption.render())) <= caption.content_size.width
+            for caption in captions:  # all four charts fit, each caption on its one line
+                text = str(caption.render())
+                assert text.startswith(caption.column)
+                assert _format.number(caption.summary.maximum) in text
+                assert len(text) <= caption.content_size.width
+                assert caption.region.bottom <= 24
 
     asyncio.run(scenario())
 
@@ -328,7 +344,7 @@ def test_q_quits_while_streaming(tmp_path, slow_consumer):
         async with app.run_test(size=SIZE) as pilot:
             await stream(pilot, app, "big/big")
             await until(pilot, lambda: status(app).rows > 0, "the first rows")
-            await pilot.press("q")
+            press_now(app, "q")
             await until(pilot, lambda: not app.is_running, "the app to exit")
 
     with running_gateway({"big": tmp_path}) as gateway:

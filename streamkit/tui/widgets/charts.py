@@ -46,6 +46,8 @@ class ChartCaption(Widget):
         values = Text.assemble(
             ("latest ", "dim"), (latest, "bold"), ("  min ", "dim"), low, ("  max ", "dim"), high
         )
+        if not width:  # not laid out yet
+            return Text.assemble(name, "  ", values)
         if name.cell_len + 2 + values.cell_len > width:
             values = Text.assemble((latest, "bold"), ("  ↓", "dim"), low, (" ↑", "dim"), high)
         name.truncate(max(1, width - values.cell_len - 2), overflow="ellipsis")
