@@ -88,7 +88,7 @@ def test_small_bench_report_is_consistent(tmp_path: Path) -> None:
     conc = report["concurrency"]
     assert conc["clients"] == conc["completed"] == 5 and conc["errors"] == 0
     assert conc["rows"] == 5 * data["rows"] and conc["bytes"] == 5 * data["bytes"]
-    assert 0 < conc["latency_p50_s"] <= conc["latency_p99_s"] <= conc["total_seconds"] * 1.01
+    assert 0 < conc["latency_p50_s"] <= conc["latency_p99_s"] <= conc["total_seconds"]
 
     rss = report["peak_rss_bytes"]
     assert set(rss) == {"baseline", "connector", "gateway"}
