@@ -14,6 +14,7 @@ import decimal
 import json
 import math
 from enum import StrEnum
+from json.encoder import encode_basestring  # the C implementation when available
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
@@ -23,6 +24,8 @@ import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 
 PARQUET_ROW_GROUP_BYTES = 64 * 1024 * 1024
+_NULL = "null"
+_UTC = frozenset({"UTC", "utc", "Etc/UTC", "Z", "+00:00", "GMT", "Etc/GMT"})
 
 
 class Format(StrEnum):
@@ -157,7 +160,7 @@ class JsonWriter:
     def write(self, batch: pa.RecordBatch) -> None:
         if batch.num_rows == 0:
             return
-        lines = [dumps(row) for row in rows(batch)]
+        lines = json_lines(batch)
         if self.array:
             text = ("\n" if self.first else ",\n") + ",\n".join(lines)
         else:
@@ -172,14 +175,37 @@ class JsonWriter:
         self.sink.flush()
 
 
+def json_lines(batch: pa.RecordBatch) -> list[str]:
+    """One JSON object per row, encoded column by column (several times faster than
+    ``json.dumps`` per row dict); keys in schema order."""
+    batch = jsonable(batch)
+    keys = [encode_basestring(name).replace("%", "%%") for name in batch.schema.names]
+    template = "{" + ", ".join(f"{key}: %s" for key in keys) + "}"
+    columns = [_encode_column(column) for column in batch.columns]
+    return [template % values for values in zip(*columns, strict=True)]
+
+
+def _encode_column(column: pa.Array) -> list[str]:
+    kind = column.type
+    values = pylist(column)
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        return [_NULL if v is None else encode_basestring(v) for v in values]
+    if pa.types.is_integer(kind):
+        return [_NULL if v is None else str(v) for v in values]
+    if pa.types.is_float32(kind) or pa.types.is_float64(kind):
+        return [_NULL if v is None or not math.isfinite(v) else repr(v) for v in values]
+    if pa.types.is_boolean(kind):
+        return [_NULL if v is None else ("true" if v else "false") for v in values]
+    return [_NULL if v is None else dumps(v) for v in values]
+
+
 def jsonable(batch: pa.RecordBatch) -> pa.RecordBatch:
     """Top-level temporal and decimal columns as ISO 8601 / exact decimal strings, in Arrow."""
     columns, fields, changed = [], [], False
     for field, column in zip(batch.schema, batch.columns, strict=True):
         kind = field.type
         if pa.types.is_timestamp(kind):
-            fmt = "%Y-%m-%dT%H:%M:%S" + ("%Ez" if kind.tz else "")
-            column = pc.strftime(column, format=fmt)
+            column = _iso_timestamps(column, kind)
         elif pa.types.is_temporal(kind) or pa.types.is_decimal(kind):
             column = column.cast(pa.string())
         else:
@@ -190,6 +216,17 @@ def jsonable(batch: pa.RecordBatch) -> pa.RecordBatch:
         columns.append(column)
         fields.append(pa.field(field.name, column.type))
     return pa.RecordBatch.from_arrays(columns, schema=pa.schema(fields)) if changed else batch
+
+
+def _iso_timestamps(column: pa.Array, kind: pa.TimestampType) -> pa.Array:
+    """ISO 8601 text; UTC and naive values take a fast path (no time zone database)."""
+    if kind.tz is not None and kind.tz not in _UTC:
+        return pc.strftime(column, format="%Y-%m-%dT%H:%M:%S%Ez")
+    text = column.cast(pa.timestamp(kind.unit)).cast(pa.string())
+    text = pc.replace_substring(text, " ", "T", max_replacements=1)
+    if kind.tz is not None:
+        text = pc.binary_join_element_wise(text, pa.scalar("+00:00"), "")
+    return text
 
 
 def rows(batch: pa.RecordBatch) -> list[dict[str, Any]]:
