@@ -187,13 +187,15 @@ def json_lines(batch: pa.RecordBatch) -> list[str]:
 
 def _encode_column(column: pa.Array) -> list[str]:
     kind = column.type
+    if pa.types.is_integer(kind) or pa.types.is_float32(kind) or pa.types.is_float64(kind):
+        # Arrow prints numbers in C++ (shortest round-trip form); NaN and infinity become null.
+        text = column.cast(pa.string())
+        if pa.types.is_floating(kind):
+            text = pc.if_else(pc.is_finite(column), text, pa.scalar(None, pa.string()))
+        return [_NULL if v is None else v for v in text.to_pylist()]
     values = pylist(column)
     if pa.types.is_string(kind) or pa.types.is_large_string(kind):
         return [_NULL if v is None else encode_basestring(v) for v in values]
-    if pa.types.is_integer(kind):
-        return [_NULL if v is None else str(v) for v in values]
-    if pa.types.is_float32(kind) or pa.types.is_float64(kind):
-        return [_NULL if v is None or not math.isfinite(v) else repr(v) for v in values]
     if pa.types.is_boolean(kind):
         return [_NULL if v is None else ("true" if v else "false") for v in values]
     return [_NULL if v is None else dumps(v) for v in values]
