@@ -18,7 +18,8 @@ Chart.register(LineController, LineElement, PointElement, LinearScale, Legend, T
 
 export const PALETTE = ["#2563eb", "#e11d48", "#059669", "#d97706", "#7c3aed", "#0891b2", "#db2777", "#65a30d"];
 const BUCKETS = 1000; // ≤ 2 points per bucket and series
-const REDRAW_MS = 250;
+const REDRAW_MS = 400; // at least this long between redraws while rows stream in…
+const REDRAW_COST_FACTOR = 15; // …and at least 15× the last redraw's cost (≤ ~7% of the time)
 const SECOND = 1e3;
 const MINUTE = 60 * SECOND;
 const HOUR = 60 * MINUTE;
@@ -38,6 +39,7 @@ export class Plot {
     this.series = [];
     this.buckets = new MinMaxBuckets([], BUCKETS);
     this.lastDraw = 0;
+    this.drawCost = 0;
     this.timer = null;
     this.firstDrawAt = null;
     this.chart = new Chart(canvas, {
@@ -103,7 +105,8 @@ export class Plot {
 
   /** Redraw now if the last draw is old enough, else soon; `force` redraws now. */
   requestDraw(force = false) {
-    const wait = REDRAW_MS - (performance.now() - this.lastDraw);
+    const interval = Math.max(REDRAW_MS, REDRAW_COST_FACTOR * this.drawCost);
+    const wait = interval - (performance.now() - this.lastDraw);
     if (force || wait <= 0) {
       this.draw();
     } else if (!this.timer) {
@@ -112,6 +115,7 @@ export class Plot {
   }
 
   draw() {
+    const started = performance.now();
     clearTimeout(this.timer);
     this.timer = null;
     const points = this.buckets.points();
@@ -125,6 +129,7 @@ export class Plot {
     });
     this.chart.update("none");
     this.lastDraw = performance.now();
+    this.drawCost = this.lastDraw - started;
     if (total > 0 && this.firstDrawAt == null) this.firstDrawAt = this.lastDraw;
     this.canvas.dataset.points = String(total);
     this.canvas.dataset.rows = String(this.buckets.rows);
