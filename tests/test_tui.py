@@ -25,6 +25,7 @@ from streamkit.gateway import make_gateway
 from streamkit.tui.app import FRAME_RATE, StreamkitApp, make_tui
 from streamkit.tui.flight_data import DEFAULT_GATEWAY, resolve_gateway
 from streamkit.tui.series import LATEST_ROWS, Series, StreamAccumulator, numeric_columns
+from streamkit.tui.throttle import Throttle
 from streamkit.tui.widgets import _format
 from streamkit.tui.widgets.catalog import DatasetTree
 from streamkit.tui.widgets.charts import ChartCaption, ColumnChart
@@ -195,13 +196,13 @@ def test_c_cancels_a_running_stream_upstream_too(tmp_path, caplog, slow_consumer
     async def scenario(url: str) -> None:
         app = make_tui(url)
         draws: list[float] = []
-        draw = app._draw
+        draw = app._redraw.callback
 
         def counting_draw() -> None:
             draws.append(time.monotonic())
             draw()
 
-        app._draw = counting_draw
+        app._redraw.callback = counting_draw
         async with app.run_test(size=SIZE) as pilot:
             await stream(pilot, app, "big/big")
             # A fifth of the stream (a quarter of a second at least) then cancel.
@@ -391,18 +392,20 @@ def test_accumulator_charts_numeric_columns_and_keeps_the_latest_rows():
         "c3",
     ]
     accumulator = StreamAccumulator(schema)
+    rows = LATEST_ROWS + 10
     batch = pa.record_batch(
-        [pa.array([str(i) for i in range(30)]), pa.array(range(30))]
-        + [pa.array([True] * 30), pa.array([0.5] * 30, pa.float32())]
-        + [pa.array([float(i)] * 30) for i in range(8)],
+        [pa.array([str(i) for i in range(rows)]), pa.array(range(rows))]
+        + [pa.array([True] * rows), pa.array([0.5] * rows, pa.float32())]
+        + [pa.array([float(i)] * rows) for i in range(8)],
         schema=schema,
     )
     assert accumulator.add(batch) is True
     assert accumulator.add(batch.slice(0, 5)) is False  # already told, not yet drawn
     snapshot = accumulator.snapshot()
-    assert (snapshot.rows, snapshot.batches) == (35, 2)
+    assert (snapshot.rows, snapshot.batches) == (rows + 5, 2)
     assert [chart.name for chart in snapshot.charts] == ["n", "x", "c0", "c1", "c2", "c3"]
     assert snapshot.latest_rows[-1][:2] == ("4", 4)
+    assert snapshot.latest_rows[-6][:2] == (str(rows - 1), rows - 1)
     assert len(snapshot.latest_rows) == LATEST_ROWS
     assert accumulator.add(batch) is True  # drawn since: tell again
 
@@ -435,3 +438,34 @@ def test_tui_command_is_registered():
     result = CliRunner().invoke(cli, ["tui", "--help"])
     assert result.exit_code == 0
     assert "--gateway" in result.output
+
+
+def test_throttle_coalesces_requests_and_never_drops_the_last_one():
+    calls: list[int] = []
+    timers: list[FakeTimer] = []
+
+    def set_timer(delay: float, callback: Callable[[], None]) -> FakeTimer:
+        timers.append(FakeTimer(delay, callback))
+        return timers[-1]
+
+    throttle = Throttle(10, lambda: calls.append(len(calls)), set_timer)
+    throttle.request()
+    assert calls == [0] and not timers  # the first request runs at once
+    throttle.request()
+    throttle.request()
+    assert calls == [0] and len(timers) == 1  # the next ones wait for one timer
+    assert 0 < timers[0].delay <= 0.1
+    timers[0].callback()
+    assert calls == [0, 1]
+    throttle.request()
+    assert len(timers) == 2
+    throttle.flush()  # the end of a stream: draw now, drop the pending timer
+    assert timers[1].stopped and calls == [0, 1, 2]
+
+
+class FakeTimer:
+    def __init__(self, delay: float, callback: Callable[[], None]) -> None:
+        self.delay, self.callback, self.stopped = delay, callback, False
+
+    def stop(self) -> None:
+        self.stopped = True

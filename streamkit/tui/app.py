@@ -7,13 +7,10 @@ most ``FRAME_RATE`` times a second, however fast they arrive.
 
 from __future__ import annotations
 
-import time
-
 from textual import on, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.timer import Timer
 from textual.widgets import Footer, Header, Tree
 
 from streamkit.tui.flight_data import (
@@ -31,7 +28,8 @@ from streamkit.tui.messages import (
     StreamFailed,
     StreamStarted,
 )
-from streamkit.tui.series import StreamAccumulator
+from streamkit.tui.series import StreamAccumulator, StreamSnapshot
+from streamkit.tui.throttle import Throttle
 from streamkit.tui.widgets.catalog import DatasetTree
 from streamkit.tui.widgets.charts import ColumnCharts
 from streamkit.tui.widgets.latest_rows import LatestRows
@@ -45,7 +43,10 @@ from streamkit.tui.widgets.status import (
 )
 
 FRAME_RATE = 30
-"""At most this many redraws of a stream per second."""
+"""At most this many redraws of a stream's stats and sparklines a second."""
+ROWS_RATE = 4
+"""At most this many redraws of the latest rows a second: a table costs more to draw than
+sparklines, and nobody reads rows that change faster."""
 
 
 class StreamkitApp(App[None]):
@@ -66,8 +67,9 @@ class StreamkitApp(App[None]):
         self._stream: DatasetStream | None = None
         self._stream_id = 0
         self._accumulator: StreamAccumulator | None = None
-        self._last_draw = 0.0
-        self._draw_timer: Timer | None = None
+        self._snapshot: StreamSnapshot | None = None
+        self._redraw = Throttle(FRAME_RATE, self._draw, self.set_timer)
+        self._redraw_rows = Throttle(ROWS_RATE, self._draw_rows, self.set_timer)
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -138,6 +140,7 @@ class StreamkitApp(App[None]):
         self._stream_id += 1
         self._stream = DatasetStream(self.gateway, entry.tenant, entry.dataset)
         self._accumulator = None
+        self._snapshot = None
         self.query_one(Notice).clear()
         self.query_one(StreamStatus).start(entry)
         self.query_one(ColumnCharts).remove_children()
@@ -172,24 +175,21 @@ class StreamkitApp(App[None]):
 
     @on(BatchesReceived)
     def batches_received(self, message: BatchesReceived) -> None:
-        if message.stream_id != self._stream_id or self._draw_timer is not None:
-            return
-        wait = self._last_draw + 1 / FRAME_RATE - time.monotonic()
-        if wait <= 0:
-            self._draw()
-        else:
-            self._draw_timer = self.set_timer(wait, self._draw)
+        if message.stream_id == self._stream_id:
+            self._redraw.request()
 
     def _draw(self) -> None:
-        """Show the stream as it is now: stats, sparklines, latest rows."""
-        self._draw_timer = None
+        """Show the stream as it is now: stats and sparklines (and, less often, rows)."""
         if self._accumulator is None:
             return
-        self._last_draw = time.monotonic()
-        snapshot = self._accumulator.snapshot()
-        self.query_one(StreamStatus).update_stats(snapshot)
-        self.query_one(ColumnCharts).show(snapshot.charts)
-        self.query_one(LatestRows).show(snapshot.latest_rows)
+        self._snapshot = self._accumulator.snapshot()
+        self.query_one(StreamStatus).update_stats(self._snapshot)
+        self.query_one(ColumnCharts).show(self._snapshot.charts)
+        self._redraw_rows.request()
+
+    def _draw_rows(self) -> None:
+        if self._snapshot is not None:
+            self.query_one(LatestRows).show(self._snapshot.latest_rows)
 
     @on(StreamEnded)
     def stream_ended(self, message: StreamEnded) -> None:
@@ -205,9 +205,8 @@ class StreamkitApp(App[None]):
         self.query_one(Notice).show_error(message.error, "enter retries, r refreshes the list")
 
     def _finish(self, state: str) -> None:
-        if self._draw_timer is not None:
-            self._draw_timer.stop()
-        self._draw()
+        self._redraw.flush()
+        self._redraw_rows.flush()
         self._stream = None
         self.query_one(StreamStatus).finish(state)
 
@@ -222,9 +221,8 @@ class StreamkitApp(App[None]):
         if self._stream is not None:
             self._stream.cancel()
             self._stream = None
-        if self._draw_timer is not None:
-            self._draw_timer.stop()
-            self._draw_timer = None
+        self._redraw.cancel()
+        self._redraw_rows.cancel()
 
     async def action_quit(self) -> None:
         self._stop_stream()

@@ -28,6 +28,8 @@ def describe_error(exc: BaseException, gateway: str) -> str:
     message = clean_message(exc) or type(exc).__name__
     from_gateway = message.startswith(("unavailable:", "rate limited:", "lagging:"))
     if isinstance(exc, flight.FlightUnavailableError) and not from_gateway:
+        if "failed to connect" in message.lower():  # gRPC's detail ends with the reason
+            message = message.rsplit(": ", 1)[-1]
         return f"cannot reach the gateway at {gateway}: {message}"
     return message
 

@@ -18,8 +18,10 @@ MAX_CHARTS = 6
 """At most this many numeric columns get a sparkline."""
 SERIES_CAPACITY = 256
 """Points kept per column; more than any terminal is wide."""
-LATEST_ROWS = 20
+LATEST_ROWS = 50
 """Rows kept for the table of latest rows."""
+FEW_BUCKETS = 16
+"""Up to this many buckets in one batch are summed one by one, more with a running sum."""
 
 
 def is_numeric(data_type: pa.DataType) -> bool:
@@ -53,10 +55,11 @@ class Series:
 
     def add(self, column: pa.Array | pa.ChunkedArray) -> None:
         """Add a batch's column; nulls, NaN and infinities are skipped."""
+        if isinstance(column, pa.ChunkedArray):
+            column = column.combine_chunks()
         values = pc.cast(column, pa.float64())
-        values = values.filter(pc.is_finite(values))  # null -> dropped
-        if isinstance(values, pa.ChunkedArray):
-            values = values.combine_chunks()
+        if column.null_count or not pa.types.is_integer(column.type):
+            values = values.filter(pc.is_finite(values))  # null -> dropped
         if len(values) == 0:
             return
         self.count += len(values)
@@ -82,7 +85,10 @@ class Series:
         if len(rest) == 0:
             return
         whole = len(rest) // self.stride
-        if whole:
+        if 0 < whole <= FEW_BUCKETS:  # the usual case once the stride has grown
+            for start in range(0, whole * self.stride, self.stride):
+                self.points.append(_sum(rest.slice(start, self.stride)) / self.stride)
+        elif whole:
             # Bucket sums as differences of the running sum at each bucket's end.
             ends = pa.array(range(self.stride - 1, whole * self.stride, self.stride))
             totals = pc.take(pc.cumulative_sum(rest.slice(0, whole * self.stride)), ends)
