@@ -229,6 +229,31 @@ def test_c_cancels_a_running_stream_upstream_too(tmp_path, caplog, slow_consumer
         )
 
 
+def test_streaming_another_dataset_cancels_the_running_one(tmp_path, caplog, slow_consumer):
+    big_dataset(tmp_path)
+    caplog.set_level(logging.INFO, logger="streamkit.requests")
+
+    async def scenario(url: str) -> None:
+        app = make_tui(url)
+        async with app.run_test(size=SIZE) as pilot:
+            await stream(pilot, app, "big/big")
+            await until(pilot, lambda: status(app).rows > 0, "the first rows")
+            await stream(pilot, app, "demo/sensors")
+            await until(pilot, lambda: status(app).state == "done", "the second stream")
+            assert status(app).entry.key == "demo/sensors"
+            assert status(app).rows == 10080
+            columns = [chart.column for chart in app.query(ColumnChart)]
+            assert columns == ["temperature", "humidity", "pressure", "vibration"]
+
+    with running_gateway({"big": tmp_path, "demo": DEMO_DATA}) as gateway:
+        asyncio.run(scenario(gateway.flight_url))
+        wait_for(
+            lambda: "dataset=big" in caplog.text and "outcome=cancelled" in caplog.text,
+            10,
+            "the gateway to log the first stream as cancelled",
+        )
+
+
 def test_a_stalled_stream_shows_what_arrived_and_cancels_upstream():
     upstream = SyntheticConnector(batches=1000, stall_after=3)
     try:
