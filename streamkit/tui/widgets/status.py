@@ -56,8 +56,8 @@ class StreamStatus(Static):
         return self.snapshot.rows if self.snapshot else 0
 
     def preview(self, entry: DatasetEntry | None) -> None:
-        """Show a dataset's details while nothing streams."""
-        if self.state in RUNNING:
+        """Show a dataset's details until the first stream (then this shows what the charts do)."""
+        if self.state != IDLE:
             return
         self.entry, self.snapshot, self.state = entry, None, IDLE
         self._show()
