@@ -444,7 +444,10 @@ def test_formatting():
     assert _format.short_count(2000) == "2,000"
     assert _format.short_count(10_080) == "10.1k"
     assert _format.number(1011.694) == "1,011.69"
-    assert _format.number(3.0) == "3"
+    assert _format.number(3.0) == "3.00"
+    assert _format.number(3.0, integer=True) == "3"
+    assert _format.number(0.001) == "0.001"
+    assert _format.number(2.5e7) == "2.5e+07"
     assert _format.number(None) == "-"
     assert _format.cell("x" * 40).endswith("…")
     assert _format.duration(75) == "1:15"

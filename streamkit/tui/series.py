@@ -129,6 +129,7 @@ class ColumnSummary:
     latest: float | None
     minimum: float | None
     maximum: float | None
+    integer: bool = False  # an integer column: its values print without decimals
 
 
 @dataclass(frozen=True)
@@ -189,7 +190,12 @@ class StreamAccumulator:
                 bytes=self.bytes,
                 charts=tuple(
                     ColumnSummary(
-                        self.schema.field(i).name, s.values(), s.latest, s.minimum, s.maximum
+                        self.schema.field(i).name,
+                        s.values(),
+                        s.latest,
+                        s.minimum,
+                        s.maximum,
+                        integer=pa.types.is_integer(self.schema.field(i).type),
                     )
                     for i, s in self._series.items()
                 ),

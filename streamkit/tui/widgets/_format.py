@@ -35,13 +35,13 @@ def _three_digits(value: float, units: tuple[str, ...]) -> str:
     return f"{amount:.0f}{units[index]}" if amount >= 100 else f"{amount:.1f}{units[index]}"
 
 
-def number(value: float | None) -> str:
-    """A column value for a chart's caption: short, aligned, never scientific below 1e6."""
+def number(value: float | None, integer: bool = False) -> str:
+    """A column value for a chart's caption: short, never scientific below 1e6."""
     if value is None:
         return "-"
-    if value == int(value) and abs(value) < 1e15:
+    if integer and abs(value) < 1e15:
         return f"{int(value):,}"
-    if abs(value) >= 1e6 or abs(value) < 1e-2:
+    if abs(value) >= 1e6 or (abs(value) < 1e-2 and value != 0):
         return f"{value:.3g}"
     return f"{value:,.2f}"
 

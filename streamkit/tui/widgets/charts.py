@@ -39,9 +39,9 @@ class ChartCaption(Widget):
         if self.summary is None:
             return name
         latest, low, high = (
-            number(self.summary.latest),
-            number(self.summary.minimum),
-            number(self.summary.maximum),
+            number(self.summary.latest, self.summary.integer),
+            number(self.summary.minimum, self.summary.integer),
+            number(self.summary.maximum, self.summary.integer),
         )
         values = Text.assemble(
             ("latest ", "dim"), (latest, "bold"), ("  min ", "dim"), low, ("  max ", "dim"), high
