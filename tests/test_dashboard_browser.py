@@ -302,3 +302,25 @@ def test_a_token_unlocks_a_locked_tenant_over_both_paths(page):
         assert all("401" in error for error in page.console_log.errors)
     finally:
         gateway.stop()
+
+
+def test_follow_shows_live_rows_as_the_file_grows(page, tmp_path):
+    events = tmp_path / "events.jsonl"
+    events.write_text("".join(f'{{"seq": {i}, "value": {i * 1.5}}}\n' for i in range(1, 4)))
+    with running_gateway({"live": tmp_path}) as gateway:
+        open_dashboard(page, gateway, "live", "events")
+        page.check("#follow")
+        assert page.is_disabled("input[name=transport][value=http]")
+        page.click("#run")
+        page.wait_for_function("document.querySelector('#stat-rows').dataset.value === '3'")
+        assert page.inner_text("#state-label") == "Live"
+
+        with events.open("a") as f:
+            f.write('{"seq": 4, "value": 6.0}\n{"seq": 5, "value": 7.5}\n')
+        page.wait_for_function("document.querySelector('#stat-rows').dataset.value === '5'")
+        page.wait_for_function("document.querySelector('#rows tbody td')?.textContent === '5'")
+        assert "latest 5 rows" in page.inner_text("#table-caption")
+
+        page.click("#cancel")
+        assert wait_for_state(page, "cancelled", "done", "error") == "cancelled"
+        assert page.console_log.errors == []

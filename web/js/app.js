@@ -18,6 +18,9 @@ const el = {
   allColumns: $("#columns-all"),
   form: $("#query-form"),
   limit: $("#limit"),
+  follow: $("#follow"),
+  followFrom: $("#follow-from"),
+  httpTransport: $("input[name=transport][value=http]"),
   run: $("#run"),
   cancel: $("#cancel"),
   error: $("#error"),
@@ -267,10 +270,15 @@ function readRequest() {
   const request = { tenant: el.tenant.value, dataset: el.dataset.value };
   if (chosen.length && chosen.length < boxes.length) request.columns = chosen;
   if (el.limit.value !== "") request.limit = Number(el.limit.value);
+  if (el.follow.checked) {
+    // Live rows come over the WebSocket; a follower that falls behind skips ahead.
+    Object.assign(request, { follow: true, from: el.followFrom.value, on_lag: "skip" });
+  }
   return request;
 }
 
 function expectedRows(request) {
+  if (request.follow) return null;
   const info = selectedDataset();
   const rows = info && info.rows >= 0 ? info.rows : null;
   if (request.limit != null) return rows == null ? request.limit : Math.min(rows, request.limit);
@@ -279,12 +287,14 @@ function expectedRows(request) {
 
 async function runQuery() {
   if (state.run) return;
-  const transport = el.form.elements.transport.value;
   const request = readRequest();
+  const transport = request.follow ? TRANSPORT.WS : el.form.elements.transport.value;
   const run = {
     id: ++state.runs,
     transport,
     request,
+    live: Boolean(request.follow),
+    skipped: 0,
     expected: expectedRows(request),
     startedAt: performance.now(),
     rows: 0,
@@ -296,6 +306,8 @@ async function runQuery() {
     state: "connecting",
     handle: null,
     cancelRequested: false,
+    progressAt: null,
+    progressTimer: null,
   };
   state.run = run;
   state.batches = [];
@@ -316,7 +328,7 @@ async function runQuery() {
     if (fields.length) state.fields = fields; // the result's own schema (columns chosen)
     renderChartControls();
     const listed = new Map((selectedDataset()?.schema ?? []).map((f) => [f.name, f.type]));
-    table.reset(run.handle.reader.schema, listed);
+    table.reset(run.handle.reader.schema, listed, { latest: run.live });
     plot.reset(chosenX(), chosenSeries(), { draw: false });
     await consume(run);
     const outcome = await run.handle.finish();
@@ -325,7 +337,9 @@ async function runQuery() {
     run.state = "error";
     showError(error);
   } finally {
+    clearTimeout(run.progressTimer);
     run.bytes = run.handle ? run.handle.bytes() : 0;
+    run.skipped = run.handle ? run.handle.skipped() : 0;
     run.seconds = (performance.now() - run.startedAt) / 1000;
     plot.draw();
     noteFirstChart(run);
@@ -340,7 +354,6 @@ async function runQuery() {
 
 async function consume(run) {
   let sliceStart = performance.now();
-  let lastProgress = 0;
   for await (const batch of run.handle.reader) {
     const now = performance.now();
     if (run.firstBatchMs == null) run.firstBatchMs = now - run.startedAt;
@@ -357,18 +370,30 @@ async function consume(run) {
     plot.add(batch);
     plot.requestDraw(run.batches === 1);
     noteFirstChart(run);
-    if (now - lastProgress > PROGRESS_MS) {
-      lastProgress = now;
-      run.bytes = run.handle.bytes();
-      run.seconds = (now - run.startedAt) / 1000;
-      setProgress(run);
-      if (run.batches === 1) updateChartEmpty();
-    }
+    if (run.batches === 1) updateChartEmpty();
+    updateProgressSoon(run);
     if (performance.now() - sliceStart > YIELD_MS) {
       await yieldToBrowser();
       sliceStart = performance.now();
     }
   }
+}
+
+/** Refresh the progress numbers now if they are old enough, else once a little later. */
+function updateProgressSoon(run) {
+  if (run.progressTimer) return;
+  const wait = PROGRESS_MS - (performance.now() - (run.progressAt ?? 0));
+  const update = () => {
+    run.progressTimer = null;
+    if (state.run !== run) return;
+    run.progressAt = performance.now();
+    run.bytes = run.handle.bytes();
+    run.skipped = run.handle.skipped();
+    run.seconds = (run.progressAt - run.startedAt) / 1000;
+    setProgress(run);
+  };
+  if (wait <= 0) update();
+  else run.progressTimer = setTimeout(update, wait);
 }
 
 function noteFirstChart(run) {
@@ -404,7 +429,11 @@ const STATE_TEXT = {
 
 function setProgress(run) {
   el.progress.dataset.state = run.state;
-  el.stateLabel.textContent = STATE_TEXT[run.state] ?? run.state;
+  let label = STATE_TEXT[run.state] ?? run.state;
+  if (run.live && run.state === "streaming") label = "Live";
+  if (run.live && run.state === "connecting") label = "Waiting for rows…";
+  if (run.skipped) label += ` · ${formatCount(run.skipped)} skipped`;
+  el.stateLabel.textContent = label;
   el.statRows.textContent = formatCount(run.rows);
   el.statRows.dataset.value = String(run.rows);
   el.statBytes.textContent = formatMegabytes(run.bytes);
@@ -494,6 +523,12 @@ el.form.addEventListener("submit", (event) => {
   runQuery();
 });
 el.cancel.addEventListener("click", cancelQuery);
+el.follow.addEventListener("change", () => {
+  const live = el.follow.checked;
+  el.followFrom.disabled = !live;
+  el.httpTransport.disabled = live;
+  if (live) el.form.elements.transport.value = TRANSPORT.WS;
+});
 $("#error-close").addEventListener("click", clearError);
 window.addEventListener("hashchange", () => renderTenants());
 setInterval(() => {

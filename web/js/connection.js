@@ -133,8 +133,9 @@ export class Connection extends EventTarget {
   }
 
   /**
-   * Start a query; returns `{id, frames, end}`: `frames` is an async iterable of the IPC
-   * bytes (Uint8Array per binary frame), `end` resolves with the `end` message.
+   * Start a query; returns `{id, frames, end, skipped}`: `frames` is an async iterable of the
+   * IPC bytes (Uint8Array per binary frame), `end` resolves with the `end` message, and
+   * `skipped()` counts rows a lagging live follower skipped (`skipped` messages).
    */
   startQuery(request) {
     if (this.query) throw new GatewayError("busy", "a query is already running on this socket");
@@ -147,9 +148,10 @@ export class Connection extends EventTarget {
       rejectEnd = reject;
     });
     end.catch(() => {}); // also surfaced through `frames`
-    this.query = { id, frames, resolveEnd, rejectEnd };
+    const query = { id, frames, resolveEnd, rejectEnd, skipped: 0 };
+    this.query = query;
     this.#send({ action: "query", id, ...request }, (error) => this.#finishQuery(error));
-    return { id, frames, end };
+    return { id, frames, end, skipped: () => query.skipped };
   }
 
   cancelQuery(id) {
@@ -182,6 +184,8 @@ export class Connection extends EventTarget {
     } else if (message.type === "authenticated" && waiter) {
       this.pending.delete(message.id);
       waiter.resolve(message);
+    } else if (message.type === "skipped" && this.query?.id === message.id) {
+      this.query.skipped += message.rows;
     } else if (message.type === "end" && this.query?.id === message.id) {
       this.#finishQuery(null, message);
     } else if (message.type === "error") {

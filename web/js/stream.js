@@ -6,6 +6,7 @@ import { RecordBatchReader } from "apache-arrow";
 import { GatewayError } from "./connection.js";
 
 export const TRANSPORT = Object.freeze({ HTTP: "http", WS: "ws" });
+const EMPTY = new Uint8Array(0);
 
 /** The HTTP bulk path's URL for a query. */
 export function streamUrl({ tenant, dataset, columns, limit }) {
@@ -20,7 +21,8 @@ export function streamUrl({ tenant, dataset, columns, limit }) {
 /**
  * Open a query. Resolves, once the schema is known, to a handle:
  * `reader` (async iterable of RecordBatch, `.schema`), `bytes()` received so far,
- * `cancel()`, and `finish()` → `{cancelled}` after the reader is drained.
+ * `skipped()` rows a live follower skipped, `cancel()`, and `finish()` → `{cancelled}`
+ * after the reader is drained. Live (`follow`) queries need the WebSocket.
  * Rejects with a GatewayError (`code`, `message`) when the gateway refuses the query.
  */
 export function openStream(transport, request, connection) {
@@ -46,6 +48,7 @@ async function openHttp(request, token = null) {
       transform(chunk, controller) {
         bytes += chunk.byteLength;
         controller.enqueue(chunk);
+        controller.enqueue(EMPTY); // see openWebSocket: no batch waits for the next chunk
       },
     }),
   );
@@ -53,6 +56,7 @@ async function openHttp(request, token = null) {
   return {
     reader: guard(reader, () => cancelled),
     bytes: () => bytes,
+    skipped: () => 0,
     cancel() {
       cancelled = true;
       abort.abort();
@@ -72,18 +76,23 @@ async function httpError(response) {
 }
 
 async function openWebSocket(request, connection) {
-  const { id, frames, end } = connection.startQuery(request);
+  const { id, frames, end, skipped } = connection.startQuery(request);
   let bytes = 0;
   async function* counted() {
     for await (const frame of frames) {
       bytes += frame.byteLength;
       yield frame;
+      // apache-arrow's byte queue serves a read that needs exactly the bytes it holds only
+      // after pulling one more chunk; frames end on message boundaries, so without this
+      // empty chunk each frame's last batch would wait for the next frame (forever, live).
+      yield EMPTY;
     }
   }
   const reader = await (await RecordBatchReader.from(counted())).open();
   return {
     reader: guard(reader, () => false),
     bytes: () => bytes,
+    skipped,
     cancel: () => connection.cancelQuery(id),
     finish: async () => {
       const message = await end;

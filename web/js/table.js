@@ -1,10 +1,12 @@
-// The table of the first rows of a result, with each column's Arrow type under its name.
+// The table of the first rows of a result (or, for a live stream, the latest rows, newest
+// first), with each column's type under its name.
 
 import { DataType } from "apache-arrow";
 import { KIND, kindOfType } from "./columns.js";
 import { formatNumber, formatTimestamp, truncate } from "./format.js";
 
 export const TABLE_ROWS = 100;
+const LATEST_REDRAW_MS = 250;
 
 export class FirstRows {
   constructor(table, caption) {
@@ -12,11 +14,18 @@ export class FirstRows {
     this.caption = caption;
     this.fields = [];
     this.rows = 0;
+    this.latest = false;
+    this.recent = []; // latest mode: the last batches, enough for TABLE_ROWS rows
+    this.timer = null;
   }
 
   /** Clear and set the header from an Arrow schema (or nothing); `typeNames` overrides type labels. */
-  reset(schema = null, typeNames = new Map()) {
+  reset(schema = null, typeNames = new Map(), { latest = false } = {}) {
     this.rows = 0;
+    this.latest = latest;
+    this.recent = [];
+    clearTimeout(this.timer);
+    this.timer = null;
     this.fields = schema ? schema.fields : [];
     const head = document.createElement("thead");
     const row = head.insertRow();
@@ -37,15 +46,52 @@ export class FirstRows {
     this.#caption();
   }
 
-  /** Append rows from a batch until TABLE_ROWS are shown; false once full. */
+  /** Show rows of a batch: the first TABLE_ROWS, or in latest mode the newest ones. */
   add(batch) {
-    if (this.rows >= TABLE_ROWS) return false;
+    if (this.latest) {
+      this.#keepRecent(batch);
+      return;
+    }
+    if (this.rows >= TABLE_ROWS) return;
     const take = Math.min(batch.numRows, TABLE_ROWS - this.rows);
-    const body = this.table.tBodies[0];
+    this.table.tBodies[0].append(this.#rows(batch, 0, take, false));
+    this.rows += take;
+    this.#caption();
+  }
+
+  #keepRecent(batch) {
+    if (batch.numRows === 0) return;
+    this.recent.push(batch);
+    let rows = this.recent.reduce((sum, b) => sum + b.numRows, 0);
+    while (rows - this.recent[0].numRows >= TABLE_ROWS) rows -= this.recent.shift().numRows;
+    if (!this.timer) {
+      const first = this.rows === 0;
+      this.timer = setTimeout(() => this.#renderRecent(), first ? 0 : LATEST_REDRAW_MS);
+    }
+  }
+
+  #renderRecent() {
+    this.timer = null;
+    const fragment = document.createDocumentFragment();
+    let shown = 0;
+    for (let b = this.recent.length - 1; b >= 0 && shown < TABLE_ROWS; b--) {
+      const batch = this.recent[b];
+      const take = Math.min(batch.numRows, TABLE_ROWS - shown);
+      fragment.append(this.#rows(batch, batch.numRows - take, batch.numRows, true));
+      shown += take;
+    }
+    this.table.tBodies[0].replaceChildren(fragment);
+    this.rows = shown;
+    this.#caption();
+  }
+
+  /** Table rows for batch rows [start, end), in order or newest first. */
+  #rows(batch, start, end, newestFirst) {
     const columns = this.fields.map((f) => batch.getChild(f.name));
     const numeric = this.fields.map((f) => kindOfType(f.type) === KIND.NUMBER);
     const fragment = document.createDocumentFragment();
-    for (let i = 0; i < take; i++) {
+    for (let k = start; k < end; k++) {
+      const i = newestFirst ? end - 1 - (k - start) : k;
       const tr = document.createElement("tr");
       columns.forEach((vector, c) => {
         const td = document.createElement("td");
@@ -61,15 +107,12 @@ export class FirstRows {
       });
       fragment.append(tr);
     }
-    body.append(fragment);
-    this.rows += take;
-    this.#caption();
-    return this.rows < TABLE_ROWS;
+    return fragment;
   }
 
   #caption() {
     this.caption.textContent = this.fields.length
-      ? `first ${this.rows} row${this.rows === 1 ? "" : "s"} · ${this.fields.length} columns`
+      ? `${this.latest ? "latest" : "first"} ${this.rows} row${this.rows === 1 ? "" : "s"}${this.latest ? ", newest first" : ""} · ${this.fields.length} columns`
       : "";
   }
 }
