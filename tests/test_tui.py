@@ -179,9 +179,9 @@ class SlowAccumulator(StreamAccumulator):
     """A consumer that takes 5 ms a batch (a slow machine): the big stream lasts over a second,
     so it is still running when the test cancels it, however fast the gateway is."""
 
-    def add(self, batch: pa.RecordBatch) -> bool:
+    def add(self, batch: pa.RecordBatch, skipped: int = 0) -> bool:
         time.sleep(0.005)
-        return super().add(batch)
+        return super().add(batch, skipped)
 
 
 @pytest.fixture

@@ -2,10 +2,13 @@
 
 Blocking Flight calls run in thread workers that post messages (``messages.py``); the
 stream's batches are summarised in the worker by a ``StreamAccumulator`` and drawn here at
-most ``FRAME_RATE`` times a second, however fast they arrive.
+most ``FRAME_RATE`` times a second, however fast they arrive. ``f`` follows a dataset live:
+the same stream, but it never ends by itself and its sparklines scroll over a rolling window.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 from textual import on, work
 from textual.app import App, ComposeResult
@@ -13,9 +16,12 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Footer, Header, Tree
 
+from streamkit.client import ClientError
 from streamkit.tui.flight_data import (
+    Connection,
     DatasetEntry,
     DatasetStream,
+    Failure,
     describe_error,
     list_datasets,
     resolve_gateway,
@@ -28,7 +34,7 @@ from streamkit.tui.messages import (
     StreamFailed,
     StreamStarted,
 )
-from streamkit.tui.series import StreamAccumulator, StreamSnapshot
+from streamkit.tui.series import ROLLING_WINDOW, StreamAccumulator, StreamSnapshot
 from streamkit.tui.throttle import Throttle
 from streamkit.tui.widgets.catalog import DatasetTree
 from streamkit.tui.widgets.charts import ColumnCharts
@@ -47,6 +53,7 @@ FRAME_RATE = 30
 ROWS_RATE = 4
 """At most this many redraws of the latest rows a second: a table costs more to draw than
 sparklines, and nobody reads rows that change faster."""
+TOKEN_HINT = "start streamkit tui with --token TOKEN (or $STREAMKIT_TOKEN)"
 
 
 class StreamkitApp(App[None]):
@@ -54,6 +61,7 @@ class StreamkitApp(App[None]):
     TITLE = "streamkit"
     BINDINGS = [  # noqa: RUF012 (Textual's own convention)
         Binding("enter", "stream", "Stream"),
+        Binding("f", "follow", "Follow live"),
         Binding("c", "cancel", "Cancel"),
         Binding("r", "refresh", "Refresh"),
         Binding("q", "quit", "Quit"),
@@ -61,10 +69,12 @@ class StreamkitApp(App[None]):
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (110, "-wide")]  # noqa: RUF012
     VERTICAL_BREAKPOINTS = [(0, "-short"), (34, "-tall")]  # noqa: RUF012
 
-    def __init__(self, gateway: str) -> None:
+    def __init__(self, gateway: str | Connection) -> None:
         super().__init__()
-        self.gateway = gateway
+        self.connection = gateway if isinstance(gateway, Connection) else Connection(gateway)
+        self.gateway = self.connection.url
         self._stream: DatasetStream | None = None
+        self._skipped_shown = 0
         self._stream_id = 0
         self._accumulator: StreamAccumulator | None = None
         self._snapshot: StreamSnapshot | None = None
@@ -83,7 +93,7 @@ class StreamkitApp(App[None]):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.sub_title = self.gateway
+        self.sub_title = self.gateway + ("  · token" if self._has_token() else "")
         self.query_one(Notice).clear()
         self.query_one(DatasetTree).focus()
         self.load_datasets()
@@ -93,7 +103,7 @@ class StreamkitApp(App[None]):
     @work(thread=True, exclusive=True, exit_on_error=False, group="catalog")
     def load_datasets(self) -> None:
         try:
-            entries = list_datasets(self.gateway)
+            entries = list_datasets(self.connection)
         except Exception as exc:
             self.post_message(ListingFailed(describe_error(exc, self.gateway)))
         else:
@@ -109,12 +119,24 @@ class StreamkitApp(App[None]):
         notice.clear()
         self.query_one(DatasetTree).show_datasets(message.entries)
         if not message.entries:
-            notice.show_error(f"the gateway at {self.gateway} has no datasets", "r refreshes")
+            hint = "r refreshes" if self._has_token() else f"r refreshes; {TOKEN_HINT}"
+            notice.show_error(f"the gateway at {self.gateway} has no datasets for you", hint)
 
     @on(ListingFailed)
     def show_listing_error(self, message: ListingFailed) -> None:
         self.query_one(DatasetTree).show_unreachable()
-        self.query_one(Notice).show_error(message.error, "press r to retry")
+        self.query_one(Notice).show_error(message.error.message, self._hint(message.error, "r"))
+
+    def _has_token(self) -> bool:
+        return bool(self.connection.client_token())
+
+    def _hint(self, failure: Failure, retry: str) -> str:
+        again = {"r": "press r to retry", "enter": "enter retries", "f": "f follows again"}[retry]
+        if failure.is_auth:
+            return (
+                f"{TOKEN_HINT}; {again}" if not self._has_token() else f"check the token; {again}"
+            )
+        return again
 
     @on(Tree.NodeHighlighted, "#catalog")
     def preview_dataset(self, event: Tree.NodeHighlighted) -> None:
@@ -135,14 +157,22 @@ class StreamkitApp(App[None]):
             return
         self.start_stream(entry)
 
-    def start_stream(self, entry: DatasetEntry) -> None:
+    def action_follow(self) -> None:
+        entry = self.query_one(DatasetTree).selected_dataset()
+        if entry is None:
+            self.notify("Pick a dataset first.", severity="warning")
+            return
+        self.start_stream(entry, follow=True)
+
+    def start_stream(self, entry: DatasetEntry, *, follow: bool = False) -> None:
         self._stop_stream()
         self._stream_id += 1
-        self._stream = DatasetStream(self.gateway, entry.tenant, entry.dataset)
+        self._stream = DatasetStream(self.connection, entry.tenant, entry.dataset, follow=follow)
         self._accumulator = None
         self._snapshot = None
+        self._skipped_shown = 0
         self.query_one(Notice).clear()
-        self.query_one(StreamStatus).start(entry)
+        self.query_one(StreamStatus).start(entry, live=follow)
         self.query_one(ColumnCharts).remove_children()
         self.query_one(LatestRows).clear(columns=True)
         self.run_stream(self._stream, self._stream_id)
@@ -150,10 +180,11 @@ class StreamkitApp(App[None]):
     @work(thread=True, exclusive=True, exit_on_error=False, group="stream")
     def run_stream(self, stream: DatasetStream, stream_id: int) -> None:
         try:
-            accumulator = StreamAccumulator(stream.open())
+            rolling = ROLLING_WINDOW if stream.follow else None
+            accumulator = StreamAccumulator(stream.open(), rolling=rolling)
             self.post_message(StreamStarted(stream_id, accumulator))
-            for batch in stream.batches():
-                if accumulator.add(batch):
+            for batch, skipped in stream.chunks():
+                if accumulator.add(batch, skipped):
                     self.post_message(BatchesReceived(stream_id))
             self.post_message(StreamEnded(stream_id, cancelled=not stream.completed))
         except Exception as exc:
@@ -186,6 +217,14 @@ class StreamkitApp(App[None]):
         self.query_one(StreamStatus).update_stats(self._snapshot)
         self.query_one(ColumnCharts).show(self._snapshot.charts)
         self._redraw_rows.request()
+        skipped = self._snapshot.skipped
+        notice = self.query_one(Notice)
+        if skipped > self._skipped_shown and not notice.is_error:
+            self._skipped_shown = skipped
+            notice.show_warning(
+                f"fell behind the live stream: the gateway skipped {skipped:,} rows"
+                " to keep up with the newest"
+            )
 
     def _draw_rows(self) -> None:
         if self._snapshot is not None:
@@ -201,8 +240,10 @@ class StreamkitApp(App[None]):
     def stream_failed(self, message: StreamFailed) -> None:
         if message.stream_id != self._stream_id:
             return
+        follow = self.query_one(StreamStatus).live
         self._finish(FAILED)
-        self.query_one(Notice).show_error(message.error, "enter retries, r refreshes the list")
+        hint = self._hint(message.error, "f" if follow else "enter")
+        self.query_one(Notice).show_error(message.error.message, hint)
 
     def _finish(self, state: str) -> None:
         self._redraw.flush()
@@ -232,6 +273,15 @@ class StreamkitApp(App[None]):
         self._stop_stream()
 
 
-def make_tui(gateway: str | None = None) -> StreamkitApp:
-    """The app for ``gateway`` (``--gateway``, else ``$STREAMKIT_GATEWAY``, else the default)."""
-    return StreamkitApp(resolve_gateway(gateway))
+def make_tui(
+    gateway: str | None = None, *, token: str | None = None, tls_ca: Path | None = None
+) -> StreamkitApp:
+    """The app for ``gateway`` (``--gateway``, else ``$STREAMKIT_GATEWAY``, else the default).
+
+    ``token`` (else ``$STREAMKIT_TOKEN``) goes with every call as ``authorization: Bearer``;
+    ``tls_ca`` verifies a ``grpc+tls://`` gateway. Raises ``ClientError`` for a bad URL or an
+    unreadable CA file, before any screen is drawn.
+    """
+    if tls_ca is not None and not Path(tls_ca).is_file():
+        raise ClientError(f"cannot read --tls-ca {tls_ca}: no such file")
+    return StreamkitApp(Connection(resolve_gateway(gateway), token, tls_ca))

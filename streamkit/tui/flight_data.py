@@ -1,37 +1,89 @@
-"""The TUI's Flight calls, blocking and headless: run them in worker threads (no Textual here)."""
+"""The TUI's Flight calls, blocking and headless: run them in worker threads (no Textual here).
+
+Gateway URL resolution, the token header, TLS and error messages come from
+``streamkit.client``, shared with ``query`` and ``ls``, so every client says the same thing.
+"""
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.flight as flight
 
-from streamkit.errors import clean_message
+from streamkit import errors
+from streamkit.client import (
+    DEFAULT_GATEWAY,
+    GATEWAY_ENV,
+    TOKEN_ENV,
+    ClientError,
+    GatewayClient,
+    from_flight_error,
+    resolve_gateway,
+)
+from streamkit.query import Query
 
-DEFAULT_GATEWAY = "grpc://localhost:8815"
-GATEWAY_ENV = "STREAMKIT_GATEWAY"
-CALL_TIMEOUT = 10.0
-"""Seconds for listing and planning calls; a stream itself may run as long as it likes."""
+__all__ = [
+    "DEFAULT_GATEWAY",
+    "GATEWAY_ENV",
+    "TOKEN_ENV",
+    "Connection",
+    "DatasetEntry",
+    "DatasetStream",
+    "Failure",
+    "describe_error",
+    "list_datasets",
+    "resolve_gateway",
+]
+
+AUTH_CODES = (errors.UNAUTHENTICATED, errors.UNAUTHORIZED)
 
 
-def resolve_gateway(url: str | None = None) -> str:
-    """``--gateway``, else ``$STREAMKIT_GATEWAY``, else the default local gateway."""
-    return url or os.environ.get(GATEWAY_ENV) or DEFAULT_GATEWAY
+@dataclass(frozen=True)
+class Connection:
+    """How to reach the gateway: its URL, the caller's token and the CA that signed its cert.
+
+    ``token=None`` falls back to ``$STREAMKIT_TOKEN`` (as every client command does).
+    """
+
+    url: str
+    token: str | None = None
+    tls_ca: Path | None = None
+
+    def client_token(self) -> str | None:
+        """The token calls carry: ``token``, else ``$STREAMKIT_TOKEN``; None for none."""
+        token = self.token if self.token is not None else os.environ.get(TOKEN_ENV)
+        return token or None
+
+    def client(self) -> GatewayClient:
+        return GatewayClient(self.url, token=self.token, tls_ca=self.tls_ca)
 
 
-def describe_error(exc: BaseException, gateway: str) -> str:
+@dataclass(frozen=True)
+class Failure:
+    """An error for the screen: one line, and its contract code (``unauthenticated``…)."""
+
+    message: str
+    code: str = ""
+
+    @property
+    def is_auth(self) -> bool:
+        return self.code in AUTH_CODES
+
+
+def describe_error(exc: BaseException, gateway: str) -> Failure:
     """One line for the screen: what went wrong, naming the gateway when it cannot be reached."""
-    message = clean_message(exc) or type(exc).__name__
-    from_gateway = message.startswith(("unavailable:", "rate limited:", "lagging:"))
-    if isinstance(exc, flight.FlightUnavailableError) and not from_gateway:
-        if "failed to connect" in message.lower():  # gRPC's detail ends with the reason
-            message = message.rsplit(": ", 1)[-1]
-        return f"cannot reach the gateway at {gateway}: {message}"
-    return message
+    if isinstance(exc, ClientError):
+        return Failure(exc.message, exc.code)
+    if isinstance(exc, flight.FlightError | pa.ArrowException):
+        error = from_flight_error(exc, gateway)
+        return Failure(error.message, error.code)
+    return Failure(errors.clean_message(exc) or type(exc).__name__)
 
 
 @dataclass(frozen=True)
@@ -47,38 +99,52 @@ class DatasetEntry:
         return f"{self.tenant}/{self.dataset}"
 
 
-def connect(gateway: str) -> flight.FlightClient:
-    return flight.connect(gateway)
-
-
-def list_datasets(gateway: str) -> list[DatasetEntry]:
+def list_datasets(connection: Connection) -> list[DatasetEntry]:
     """Every dataset of every tenant the gateway lets us see, sorted by tenant and name."""
-    options = flight.FlightCallOptions(timeout=CALL_TIMEOUT)
-    with connect(gateway) as client:
-        entries = []
-        for info in client.list_flights(options=options):
-            path = [part.decode("utf-8", "replace") for part in info.descriptor.path]
-            if len(path) != 2:
-                continue
-            entries.append(
-                DatasetEntry(path[0], path[1], info.total_records, info.total_bytes, info.schema)
-            )
-    return sorted(entries, key=lambda entry: (entry.tenant, entry.dataset))
+    with connection.client() as client:
+        listings = client.list()
+    return [
+        DatasetEntry(
+            item.tenant,
+            item.dataset,
+            -1 if item.rows is None else item.rows,
+            -1 if item.bytes is None else item.bytes,
+            item.schema,
+        )
+        for item in listings
+    ]
+
+
+def skipped_rows(chunk: flight.FlightStreamChunk) -> int:
+    """Rows a follower missed before this chunk (``{"skipped": N}`` metadata), else 0."""
+    if not chunk.app_metadata:
+        return 0
+    try:
+        skipped = json.loads(chunk.app_metadata.to_pybytes()).get("skipped", 0)
+    except (ValueError, AttributeError):
+        return 0
+    return skipped if isinstance(skipped, int) and skipped > 0 else 0
 
 
 class DatasetStream:
     """One ``DoGet`` of ``[tenant, dataset]``; ``cancel()`` may be called from any thread.
 
-    Cancelling cancels the gRPC call, so the gateway stops its upstream read as well.
+    With ``follow``, the gateway sends the rows so far, then each new batch until cancelled;
+    a viewer wants the newest rows, so a follower that falls behind skips ahead
+    (``on_lag: skip``) and is told how many rows it missed. Cancelling cancels the gRPC
+    call, so the gateway stops its upstream read (or follower) as well.
     """
 
-    def __init__(self, gateway: str, tenant: str, dataset: str) -> None:
-        self.gateway = gateway
+    def __init__(
+        self, connection: Connection, tenant: str, dataset: str, *, follow: bool = False
+    ) -> None:
+        self.connection = connection
         self.tenant = tenant
         self.dataset = dataset
+        self.follow = follow
         self._lock = threading.Lock()
         self._cancelled = threading.Event()
-        self._client: flight.FlightClient | None = None
+        self._client: GatewayClient | None = None
         self._reader: flight.FlightStreamReader | None = None
         self.completed = False  # read to the end: a late cancel() changes nothing
 
@@ -86,23 +152,25 @@ class DatasetStream:
     def cancelled(self) -> bool:
         return self._cancelled.is_set()
 
+    def query(self) -> Query:
+        if self.follow:
+            return Query(self.dataset, self.tenant, follow=True, on_lag="skip")
+        return Query(self.dataset, self.tenant)
+
     def open(self) -> pa.Schema:
         """Plan and start the stream; returns its schema."""
-        client = connect(self.gateway)
+        client = self.connection.client()
         with self._lock:
             self._client = client
-        descriptor = flight.FlightDescriptor.for_path(self.tenant, self.dataset)
-        options = flight.FlightCallOptions(timeout=CALL_TIMEOUT)
-        info = client.get_flight_info(descriptor, options)
-        reader = client.do_get(info.endpoints[0].ticket)
+        _, reader = client.open(self.query())
         with self._lock:
             self._reader = reader
         if self.cancelled:  # cancelled while the call was being set up
             reader.cancel()
         return reader.schema
 
-    def batches(self) -> Iterator[pa.RecordBatch]:
-        """The batches as they arrive; ends early, without error, once cancelled."""
+    def chunks(self) -> Iterator[tuple[pa.RecordBatch, int]]:
+        """``(batch, rows skipped before it)`` as they arrive; ends quietly once cancelled."""
         reader = self._reader
         if reader is None:
             raise RuntimeError("open() the stream first")
@@ -117,7 +185,11 @@ class DatasetStream:
                     return
                 raise
             if chunk.data is not None:
-                yield chunk.data
+                yield chunk.data, skipped_rows(chunk)
+
+    def batches(self) -> Iterator[pa.RecordBatch]:
+        for batch, _ in self.chunks():
+            yield batch
 
     def cancel(self) -> None:
         self._cancelled.set()

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from textual.message import Message
 
-from streamkit.tui.flight_data import DatasetEntry
+from streamkit.tui.flight_data import DatasetEntry, Failure
 from streamkit.tui.series import StreamAccumulator
 
 
@@ -17,7 +17,7 @@ class DatasetsListed(Message):
 
 @dataclass
 class ListingFailed(Message):
-    error: str
+    error: Failure
 
 
 @dataclass
@@ -47,4 +47,4 @@ class StreamEnded(Message):
 @dataclass
 class StreamFailed(Message):
     stream_id: int
-    error: str
+    error: Failure

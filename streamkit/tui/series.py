@@ -1,14 +1,17 @@
 """Bounded summaries of a stream of record batches, for the TUI to draw (no Textual here).
 
-However long a stream runs, memory stays bounded: each numeric column keeps at most
-``capacity`` points, each the mean of ``stride`` rows; when the points fill up, neighbours
-merge and the stride doubles, so the series always covers the whole stream so far. Rows are
-only touched through pyarrow compute kernels, never in a Python per-row loop.
+However long a stream runs, memory stays bounded. A stream that ends (a file) keeps, per
+numeric column, at most ``capacity`` points, each the mean of ``stride`` rows; when the
+points fill up, neighbours merge and the stride doubles, so the series always covers the
+whole stream so far. A followed (live) stream never ends, so its series is a rolling window
+of the newest ``ROLLING_WINDOW`` values instead, and its chart scrolls. Rows are only
+touched through pyarrow compute kernels, never in a Python per-row loop.
 """
 
 from __future__ import annotations
 
 import threading
+from collections import deque
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -20,6 +23,9 @@ SERIES_CAPACITY = 256
 """Points kept per column; more than any terminal is wide."""
 LATEST_ROWS = 50
 """Rows kept for the table of latest rows."""
+ROLLING_WINDOW = 600
+"""Values per column a followed (live) stream's sparkline shows: the newest, scrolling.
+The demo simulator sends 50 rows a second, so its charts span the last 12 seconds."""
 FEW_BUCKETS = 16
 """Up to this many buckets in one batch are summed one by one, more with a running sum."""
 
@@ -55,11 +61,7 @@ class Series:
 
     def add(self, column: pa.Array | pa.ChunkedArray) -> None:
         """Add a batch's column; nulls, NaN and infinities are skipped."""
-        if isinstance(column, pa.ChunkedArray):
-            column = column.combine_chunks()
-        values = pc.cast(column, pa.float64())
-        if column.null_count or not pa.types.is_integer(column.type):
-            values = values.filter(pc.is_finite(values))  # null -> dropped
+        values = finite_values(column)
         if len(values) == 0:
             return
         self.count += len(values)
@@ -116,6 +118,61 @@ class Series:
         return tuple(self.points)
 
 
+def finite_values(column: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """A column as float64 without nulls, NaN and infinities."""
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    values = pc.cast(column, pa.float64())
+    if column.null_count or not pa.types.is_integer(column.type):
+        values = values.filter(pc.is_finite(values))  # null -> dropped
+    return values
+
+
+class RollingSeries:
+    """A followed column: its newest ``window`` values, and their min and max.
+
+    Batches are kept as slices (no copy) until they fall out of the window; the values are
+    turned into Python floats only when the screen asks, at most a few times a second.
+    """
+
+    def __init__(self, window: int = ROLLING_WINDOW) -> None:
+        if window < 2:
+            raise ValueError("a window needs room for at least two values")
+        self.window = window
+        self._chunks: deque[pa.Array] = deque()
+        self._held = 0  # values in _chunks, at most one chunk more than the window
+        self._values: tuple[float, ...] | None = ()
+        self.count = 0
+        self.latest: float | None = None
+
+    def add(self, column: pa.Array | pa.ChunkedArray) -> None:
+        values = finite_values(column)
+        if len(values) == 0:
+            return
+        self.count += len(values)
+        self.latest = values[-1].as_py()
+        values = values.slice(max(0, len(values) - self.window))
+        self._chunks.append(values)
+        self._held += len(values)
+        while self._held - len(self._chunks[0]) >= self.window:
+            self._held -= len(self._chunks.popleft())
+        self._values = None
+
+    def values(self) -> tuple[float, ...]:
+        if self._values is None:
+            window = pa.concat_arrays(list(self._chunks))
+            self._values = tuple(window.slice(max(0, len(window) - self.window)).to_pylist())
+        return self._values
+
+    @property
+    def minimum(self) -> float | None:
+        return min(self.values(), default=None)
+
+    @property
+    def maximum(self) -> float | None:
+        return max(self.values(), default=None)
+
+
 def _sum(values: pa.Array) -> float:
     if len(values) == 0:
         return 0.0
@@ -142,6 +199,8 @@ class StreamSnapshot:
     charts: tuple[ColumnSummary, ...]
     column_names: tuple[str, ...]
     latest_rows: tuple[tuple[object, ...], ...]
+    skipped: int = 0
+    """Rows the gateway skipped because the follower fell behind (``on_lag: skip``)."""
 
 
 class StreamAccumulator:
@@ -149,25 +208,35 @@ class StreamAccumulator:
 
     ``add`` returns True when the UI should be told (the first change since the last
     ``snapshot``), so at most one notification is in flight however fast batches arrive.
+    With ``rolling``, the charts show the newest ``rolling`` values (a followed stream).
     """
 
-    def __init__(self, schema: pa.Schema, *, capacity: int = SERIES_CAPACITY) -> None:
+    def __init__(
+        self, schema: pa.Schema, *, capacity: int = SERIES_CAPACITY, rolling: int | None = None
+    ) -> None:
         self.schema = schema
+        self.rolling = rolling
         self._lock = threading.Lock()
-        self._series = {index: Series(capacity) for index in numeric_columns(schema)}
+        self._series: dict[int, Series | RollingSeries] = {
+            index: RollingSeries(rolling) if rolling else Series(capacity)
+            for index in numeric_columns(schema)
+        }
         self._tail = schema.empty_table()
         self._notified = False
         self.rows = 0
         self.batches = 0
         self.bytes = 0
+        self.skipped = 0
 
     @property
     def chart_columns(self) -> list[str]:
         """The columns that get a sparkline."""
         return [self.schema.field(index).name for index in self._series]
 
-    def add(self, batch: pa.RecordBatch) -> bool:
+    def add(self, batch: pa.RecordBatch, skipped: int = 0) -> bool:
+        """Count ``batch`` (and ``skipped`` rows missed before it); True: tell the UI."""
         with self._lock:
+            self.skipped += skipped
             self.rows += batch.num_rows
             self.batches += 1
             self.bytes += batch.nbytes
@@ -201,4 +270,5 @@ class StreamAccumulator:
                 ),
                 column_names=tuple(self.schema.names),
                 latest_rows=tuple(zip(*columns, strict=True)) if columns else (),
+                skipped=self.skipped,
             )

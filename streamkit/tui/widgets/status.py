@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections import deque
 
 from rich.text import Text
 from textual.widgets import Static
@@ -30,14 +31,26 @@ STATE_STYLE = {
     CANCELLED: ("■ cancelled", "bold yellow"),
     FAILED: ("✘ failed", "bold red"),
 }
+LIVE_STYLE = {
+    OPENING: ("◌ following", "yellow"),
+    STREAMING: (" ● LIVE ", "bold white on dark_red"),
+    CANCELLED: ("■ stopped", "bold yellow"),
+}
+RATE_SECONDS = 3.0
+"""A live stream's rows/s is measured over this many recent seconds."""
 
 
 class StreamStatus(Static):
-    """Dataset, state, and rows · batches · MB · MB/s · elapsed of the current stream."""
+    """Dataset, state, and rows · batches · MB · MB/s · elapsed of the current stream.
+
+    A followed stream shows ``● LIVE`` and its recent rows/s; it has no total to reach.
+    """
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.state = IDLE
+        self.live = False
+        self._samples: deque[tuple[float, int]] = deque()  # (time, rows) of recent draws
         self.entry: DatasetEntry | None = None
         self.snapshot: StreamSnapshot | None = None
         self._started = 0.0
@@ -55,6 +68,15 @@ class StreamStatus(Static):
     def rows(self) -> int:
         return self.snapshot.rows if self.snapshot else 0
 
+    @property
+    def rows_per_second(self) -> float:
+        """Rows a second over the last few seconds (a live stream's pace, not its history's)."""
+        if len(self._samples) < 2 or self.state not in RUNNING:
+            return 0.0
+        (start, first), (_, last) = self._samples[0], self._samples[-1]
+        seconds = time.monotonic() - start
+        return (last - first) / seconds if seconds > 0 else 0.0
+
     def preview(self, entry: DatasetEntry | None) -> None:
         """Show a dataset's details until the first stream (then this shows what the charts do)."""
         if self.state != IDLE:
@@ -62,13 +84,18 @@ class StreamStatus(Static):
         self.entry, self.snapshot, self.state = entry, None, IDLE
         self._show()
 
-    def start(self, entry: DatasetEntry) -> None:
-        self.entry, self.snapshot, self.state = entry, None, OPENING
+    def start(self, entry: DatasetEntry, *, live: bool = False) -> None:
+        self.entry, self.snapshot, self.state, self.live = entry, None, OPENING, live
         self._started = time.monotonic()
+        self._samples.clear()
         self._show()
 
     def update_stats(self, snapshot: StreamSnapshot) -> None:
         self.snapshot = snapshot
+        now = time.monotonic()
+        self._samples.append((now, snapshot.rows))
+        while len(self._samples) > 2 and self._samples[1][0] < now - RATE_SECONDS:
+            self._samples.popleft()
         if self.state == OPENING:
             self.state = STREAMING
         self._show()
@@ -90,7 +117,9 @@ class StreamStatus(Static):
 
     def _show(self) -> None:
         if self.entry is None:
-            self.update(Text("Pick a dataset on the left and press enter to stream it.", "dim"))
+            self.update(
+                Text("Pick a dataset on the left: enter streams it, f follows it live.", "dim")
+            )
             return
         entry = self.entry
         title = Text.assemble((entry.tenant + "/", "dim"), (entry.dataset, "bold"))
@@ -98,24 +127,35 @@ class StreamStatus(Static):
             columns = len(entry.schema)
             details = (
                 f"{count(entry.rows)} rows · {size(entry.bytes)} · {columns} columns\n"
-                "press enter to stream it"
+                "enter streams it, f follows it live"
             )
             self.update(Text.assemble(title, "\n", (details, "dim")))
             return
-        label, style = STATE_STYLE[self.state]
+        label, style = (self.live and LIVE_STYLE.get(self.state)) or STATE_STYLE[self.state]
         snapshot = self.snapshot
         rows = snapshot.rows if snapshot else 0
         nbytes = snapshot.bytes if snapshot else 0
         elapsed = self.elapsed
         rate = nbytes / 1e6 / elapsed if elapsed > 0 else 0.0
-        of_total = f" of {count(entry.rows)}" if entry.rows >= 0 else ""
-        pairs = [
-            ("rows", f"{rows:,}{of_total}"),
-            ("batches", f"{snapshot.batches if snapshot else 0:,}"),
-            ("MB", f"{nbytes / 1e6:,.2f}"),
-            ("MB/s", f"{rate:,.1f}"),
-            ("elapsed", duration(elapsed)),
-        ]
+        if self.live:
+            pairs = [
+                ("rows", f"{rows:,}"),
+                ("rows/s", f"{self.rows_per_second:,.0f}"),
+                ("batches", f"{snapshot.batches if snapshot else 0:,}"),
+                ("MB", f"{nbytes / 1e6:,.2f}"),
+                ("elapsed", duration(elapsed)),
+            ]
+            if snapshot and snapshot.skipped:
+                pairs.append(("skipped", f"{snapshot.skipped:,}"))
+        else:
+            of_total = f" of {count(entry.rows)}" if entry.rows >= 0 else ""
+            pairs = [
+                ("rows", f"{rows:,}{of_total}"),
+                ("batches", f"{snapshot.batches if snapshot else 0:,}"),
+                ("MB", f"{nbytes / 1e6:,.2f}"),
+                ("MB/s", f"{rate:,.1f}"),
+                ("elapsed", duration(elapsed)),
+            ]
         self.update(Text.assemble(title, "  ", (label, style), "\n", *self._pack(pairs)))
 
     def _pack(self, pairs: list[tuple[str, str]]) -> list[Text]:
@@ -150,10 +190,23 @@ class Notice(Static):
             text.append(f"  ({hint})", "italic")
         self.update(text)
         self.set_class(True, "-error")
+        self.set_class(False, "-warning")
         self.display = True
+
+    def show_warning(self, message: str) -> None:
+        """Something to know that is not a failure (rows skipped by a lagging follower)."""
+        self.message = message
+        self.update(Text.assemble(("! ", "bold"), message))
+        self.set_class(False, "-error")
+        self.set_class(True, "-warning")
+        self.display = True
+
+    @property
+    def is_error(self) -> bool:
+        return self.has_class("-error")
 
     def clear(self) -> None:
         self.message = ""
         self.update("")
-        self.set_class(False, "-error")
+        self.set_class(False, "-error", "-warning")
         self.display = False
