@@ -203,7 +203,10 @@ def test_cancel_stops_a_large_query(page, big, transport):
     )
     open_dashboard(page, big, "lab", "big")
     run_query(page, transport)
-    page.wait_for_function("Number(document.querySelector('#stat-rows').dataset.value) > 0")
+    # The first rows and chart points show while the stream is still running.
+    page.wait_for_function("Number(document.querySelector('#chart').dataset.points) > 0")
+    page.wait_for_selector("#rows tbody tr")
+    assert page.get_attribute("#progress", "data-state") == "streaming"
     page.click("#cancel")
 
     assert wait_for_state(page, "cancelled", "done", "error") == "cancelled"

@@ -55,7 +55,8 @@ export function formatTick(ms, spanMs) {
   if (spanMs > 20 * 86400e3) return day;
   if (spanMs > 2 * 86400e3) return `${day.slice(5)} ${minutes}`;
   if (spanMs > 120e3) return minutes;
-  return `${minutes}:${pad(d.getUTCSeconds())}.${pad(d.getUTCMilliseconds(), 3)}`;
+  const millis = d.getUTCMilliseconds();
+  return `${minutes}:${pad(d.getUTCSeconds())}${millis ? `.${pad(millis, 3)}` : ""}`;
 }
 
 export function formatNumber(value) {

@@ -111,6 +111,8 @@ export class FirstRows {
   }
 
   #caption() {
+    const title = this.table.closest(".panel")?.querySelector("h2");
+    if (title) title.textContent = this.latest ? "Latest rows" : "First rows";
     this.caption.textContent = this.fields.length
       ? `${this.latest ? "latest" : "first"} ${this.rows} row${this.rows === 1 ? "" : "s"}${this.latest ? ", newest first" : ""} · ${this.fields.length} columns`
       : "";
