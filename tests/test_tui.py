@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import logging
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.flight as flight
 import pyarrow.parquet as pq
 import pytest
 from conftest import DEMO_DATA, running_gateway, wait_for
@@ -19,12 +22,22 @@ from synthetic_connector import BATCH, SyntheticConnector
 from textual import events
 from typer.testing import CliRunner
 
+from streamkit.certs import write_dev_certs
 from streamkit.cli import app as cli
+from streamkit.client import ClientError
 from streamkit.config import GatewayConfig, TenantConfig
-from streamkit.gateway import make_gateway
+from streamkit.gateway import Gateway, make_gateway
+from streamkit.secrets import Secret
+from streamkit.simulator import BATCHES_PER_SECOND, ROWS_PER_BATCH
 from streamkit.tui.app import FRAME_RATE, StreamkitApp, make_tui
-from streamkit.tui.flight_data import DEFAULT_GATEWAY, resolve_gateway
-from streamkit.tui.series import LATEST_ROWS, Series, StreamAccumulator, numeric_columns
+from streamkit.tui.flight_data import DEFAULT_GATEWAY, DatasetEntry, resolve_gateway
+from streamkit.tui.series import (
+    LATEST_ROWS,
+    RollingSeries,
+    Series,
+    StreamAccumulator,
+    numeric_columns,
+)
 from streamkit.tui.throttle import Throttle
 from streamkit.tui.widgets import _format
 from streamkit.tui.widgets.catalog import DatasetTree
@@ -377,6 +390,279 @@ def test_q_quits_while_streaming(tmp_path, slow_consumer):
         asyncio.run(scenario(gateway.flight_url))
 
 
+# Live: following ------------------------------------------------------------------------
+
+
+@contextmanager
+def simulated_gateway(root: Path, **settings) -> Iterator[Gateway]:
+    """A gateway whose demo tenant (``root``) has the simulator feeding ``live/sensors``."""
+    tenant = TenantConfig("demo", path=root, simulate="live/sensors")
+    with running_gateway({"demo": tenant}, **settings) as gateway:
+        live = gateway.upstreams.tenant("demo").embedded.live
+        wait_for(lambda: live.get("live/sensors").rows, 10, "the first simulated batch")
+        yield gateway
+
+
+def followers(gateway: Gateway) -> set:
+    return gateway.upstreams.tenant("demo").embedded.live.get("live/sensors").followers
+
+
+async def follow(pilot, app: StreamkitApp, key: str) -> None:
+    """Wait for the tree, put the cursor on dataset ``key`` and press f."""
+    tree = app.query_one(DatasetTree)
+    node = await until(pilot, lambda: tree.node_of(key), f"{key} in the tree")
+    tree.move_cursor(node)
+    await until(pilot, lambda: tree.cursor_node is node, f"the cursor on {key}")
+    press_now(app, "f")
+
+
+def chart_points(app: StreamkitApp) -> dict[str, tuple[float, ...]]:
+    return {
+        chart.column: tuple(chart.query_one("Sparkline").data) for chart in app.query(ColumnChart)
+    }
+
+
+def test_f_follows_a_live_dataset_with_rolling_sparklines_and_c_stops_it(tmp_path, monkeypatch):
+    window = 40  # four simulated batches: the window is full within a second
+    monkeypatch.setattr("streamkit.tui.app.ROLLING_WINDOW", window)
+
+    async def scenario(gateway: Gateway) -> None:
+        app = make_tui(gateway.flight_url)
+        async with app.run_test(size=SIZE) as pilot:
+            await follow(pilot, app, "demo/live/sensors")
+            await until(pilot, lambda: status(app).state == "streaming", "the first batches")
+            assert status(app).live
+            assert "LIVE" in str(status(app).render())
+            assert [chart.column for chart in app.query(ColumnChart)] == [
+                "temperature",
+                "humidity",
+                "power_kw",
+            ]
+            await until(pilot, lambda: followers(gateway), "the follower at the connector")
+
+            # The stream goes on: more rows, and the sparklines scroll over the newest values.
+            await until(
+                pilot, lambda: len(chart_points(app)["temperature"]) == window, "a full window"
+            )
+            rows, points = status(app).rows, chart_points(app)
+            await until(pilot, lambda: status(app).rows >= rows + 3 * ROWS_PER_BATCH, "new rows")
+            await until(pilot, lambda: chart_points(app) != points, "the charts to move")
+            newer = chart_points(app)
+            for name, values in newer.items():
+                assert len(values) == window  # a rolling window, not the whole stream merged
+                chart = next(c for c in app.query(ColumnChart) if c.column == name)
+                assert values[-1] == chart.summary.latest
+                assert chart.summary.minimum == min(values)
+            assert app.query_one(LatestRows).row_count == LATEST_ROWS
+            assert "rows/s" in str(status(app).render())
+            assert app.query_one(Notice).display is False
+
+            press_now(app, "c")
+            await until(pilot, lambda: status(app).state == "cancelled", "the stop")
+            assert "stopped" in str(status(app).render())
+            stopped_at = status(app).rows
+            await until(pilot, lambda: not followers(gateway), "the upstream follower to go")
+            await pilot.pause(2 / BATCHES_PER_SECOND)
+            assert status(app).rows == stopped_at
+
+    with simulated_gateway(tmp_path) as gateway:
+        asyncio.run(scenario(gateway))
+
+
+def test_following_again_or_streaming_replaces_the_follower(tmp_path):
+    async def scenario(gateway: Gateway) -> None:
+        app = make_tui(gateway.flight_url)
+        async with app.run_test(size=SIZE) as pilot:
+            await follow(pilot, app, "demo/live/sensors")
+            await until(pilot, lambda: status(app).state == "streaming", "the first batches")
+            await until(pilot, lambda: len(followers(gateway)) == 1, "one follower")
+            press_now(app, "f")  # again: the old follower goes, a new one comes
+            await until(pilot, lambda: status(app).state == "streaming", "the new follow")
+            await pilot.pause(0.6)
+            await until(pilot, lambda: len(followers(gateway)) == 1, "still one follower")
+            press_now(app, "enter")  # a plain stream of the history so far: it ends
+            await until(pilot, lambda: status(app).state == "done", "the history")
+            assert not status(app).live and status(app).rows > 0
+            await until(pilot, lambda: not followers(gateway), "no follower")
+
+    with simulated_gateway(tmp_path) as gateway:
+        asyncio.run(scenario(gateway))
+
+
+class LaggingGateway(flight.FlightServerBase):
+    """Stands in for a gateway: one live dataset whose follow stream skips rows, then
+    fails as a lagging follower does."""
+
+    SCHEMA = pa.schema([("x", pa.float64())])
+
+    def __init__(self) -> None:
+        super().__init__("grpc://127.0.0.1:0")
+        self.tickets: list[dict] = []
+
+    def list_flights(self, context, criteria):
+        descriptor = flight.FlightDescriptor.for_path("t", "live")
+        yield flight.FlightInfo(self.SCHEMA, descriptor, [], -1, -1)
+
+    def get_flight_info(self, context, descriptor):
+        endpoint = flight.FlightEndpoint(descriptor.command, [])
+        return flight.FlightInfo(self.SCHEMA, descriptor, [endpoint], -1, -1)
+
+    def do_get(self, context, ticket):
+        self.tickets.append(json.loads(ticket.ticket))
+        batch = pa.record_batch([pa.array([1.0, 2.0])], schema=self.SCHEMA)
+
+        def chunks():
+            yield batch
+            yield batch, pa.py_buffer(b'{"skipped": 1234}')
+            time.sleep(0.3)
+            raise flight.FlightUnavailableError("lagging: the follower fell 256 batches behind")
+
+        return flight.GeneratorStream(self.SCHEMA, chunks())
+
+
+def test_skipped_rows_show_as_a_notice_and_lagging_as_an_error_with_retry():
+    server = LaggingGateway()
+    try:
+
+        async def scenario() -> None:
+            app = make_tui(f"grpc://127.0.0.1:{server.port}")
+            async with app.run_test(size=SIZE) as pilot:
+                await follow(pilot, app, "t/live")
+                notice = app.query_one(Notice)
+                await until(pilot, lambda: "1,234" in notice.message, "the skipped rows")
+                assert notice.has_class("-warning") and notice.display
+                assert "skipped 1,234 rows" in str(notice.render())
+                assert "skipped 1,234" in str(status(app).render())
+                await until(pilot, lambda: status(app).state == "failed", "the lagging error")
+                assert notice.is_error
+                assert notice.message.startswith("lagging:")
+                assert "f follows again" in str(notice.render())
+                assert status(app).rows == 4
+
+                press_now(app, "f")  # the retry
+                await until(pilot, lambda: len(server.tickets) == 2, "the second follow")
+
+        asyncio.run(scenario())
+        assert server.tickets[0] == {
+            "dataset": "live",
+            "tenant": "t",
+            "follow": True,
+            "on_lag": "skip",
+        }
+    finally:
+        server.shutdown()
+
+
+# Tokens and TLS --------------------------------------------------------------------------
+
+
+def locked_gateway(tmp_path: Path, **settings):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    pq.write_table(SENSORS.slice(0, 100), locked / "secret.parquet")
+    tenant = TenantConfig("vault", path=locked, tokens=(Secret("t0k", False),))
+    return running_gateway({"demo": DEMO_DATA, "vault": tenant}, **settings)
+
+
+def tenants_in(app: StreamkitApp) -> set[str]:
+    return {entry.tenant for entry in app.query_one(DatasetTree).datasets()}
+
+
+def test_without_a_token_only_open_tenants_show(tmp_path, monkeypatch):
+    monkeypatch.delenv("STREAMKIT_TOKEN", raising=False)
+
+    async def scenario(url: str) -> None:
+        app = make_tui(url)
+        async with app.run_test(size=SIZE) as pilot:
+            tree = app.query_one(DatasetTree)
+            await until(pilot, lambda: tree.node_of("demo/sensors"), "the open tenant")
+            assert tenants_in(app) == {"demo"}
+            assert "token" not in app.sub_title
+
+    with locked_gateway(tmp_path) as gateway:
+        asyncio.run(scenario(gateway.flight_url))
+
+
+def test_with_the_token_the_locked_tenant_is_listed_and_streams(tmp_path, monkeypatch):
+    monkeypatch.delenv("STREAMKIT_TOKEN", raising=False)
+
+    async def scenario(url: str) -> None:
+        app = make_tui(url, token="t0k")
+        async with app.run_test(size=SIZE) as pilot:
+            await stream(pilot, app, "vault/secret")
+            await until(pilot, lambda: status(app).state == "done", "the stream")
+            assert status(app).rows == 100
+            assert tenants_in(app) == {"demo", "vault"}
+            assert app.sub_title.endswith("· token")
+
+    with locked_gateway(tmp_path) as gateway:
+        asyncio.run(scenario(gateway.flight_url))
+
+
+def test_a_wrong_token_is_shown_as_an_authentication_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("STREAMKIT_TOKEN", "wrong")  # the environment is used like --token
+
+    async def scenario(url: str) -> None:
+        app = make_tui(url)
+        async with app.run_test(size=SIZE) as pilot:
+            notice = app.query_one(Notice)
+            await until(pilot, lambda: notice.message, "the error")
+            assert notice.message.startswith("authentication failed:")
+            assert "wrong" not in notice.message  # never echo a secret
+            assert "check the token" in str(notice.render())
+            assert app.query_one(DatasetTree).datasets() == []
+
+    with locked_gateway(tmp_path) as gateway:
+        asyncio.run(scenario(gateway.flight_url))
+
+
+def test_a_locked_tenant_without_a_token_fails_clearly(tmp_path, monkeypatch):
+    monkeypatch.delenv("STREAMKIT_TOKEN", raising=False)
+
+    async def scenario(url: str) -> None:
+        app = make_tui(url)
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: app.query_one(DatasetTree).node_of("demo/sensors"), "tree")
+            # A dataset of the locked tenant, as if it had been listed (e.g. before a restart).
+            entry = DatasetEntry("vault", "secret", 100, -1, SENSORS.schema)
+            app.start_stream(entry, follow=True)
+            await until(pilot, lambda: status(app).state == "failed", "the refusal")
+            notice = app.query_one(Notice)
+            assert notice.message.startswith("authentication failed:")
+            assert "--token" in str(notice.render())
+
+    with locked_gateway(tmp_path) as gateway:
+        asyncio.run(scenario(gateway.flight_url))
+
+
+def test_tls_gateway_verified_with_tls_ca(tmp_path):
+    certs = tmp_path / "certs"
+    write_dev_certs(certs)
+    tls = {"tls_cert": certs / "server.pem", "tls_key": certs / "server.key"}
+
+    async def scenario(url: str) -> None:
+        app = make_tui(url, tls_ca=certs / "ca.pem")
+        async with app.run_test(size=SIZE) as pilot:
+            await stream(pilot, app, "demo/sales")
+            await until(pilot, lambda: status(app).state == "done", "the stream")
+            assert status(app).rows > 0
+
+    with running_gateway({"demo": DEMO_DATA}, **tls) as gateway:
+        assert gateway.flight_url.startswith("grpc+tls://")
+        asyncio.run(scenario(gateway.flight_url))
+
+
+def test_tui_command_refuses_a_missing_ca_and_a_bad_url(tmp_path):
+    result = CliRunner().invoke(cli, ["tui", "--tls-ca", str(tmp_path / "nope.pem")])
+    assert result.exit_code == 1
+    assert "cannot read --tls-ca" in result.output
+    result = CliRunner().invoke(cli, ["tui", "--gateway", "http://x"])
+    assert result.exit_code == 2
+    assert "is not grpc://HOST:PORT" in result.output
+    with pytest.raises(ClientError):
+        make_tui("grpc://host:99999")
+
+
 # Headless parts --------------------------------------------------------------------------
 
 
@@ -392,6 +678,29 @@ def test_series_stays_bounded_and_keeps_bucket_means():
     assert len(series.points) == len(values) // stride
     assert (series.latest, series.minimum, series.maximum) == (values[-1], 0.0, 96.0)
     assert series.count == len(values)
+
+
+def test_rolling_series_keeps_the_newest_values():
+    series = RollingSeries(window=25)
+    for start in range(0, 100, 10):
+        series.add(pa.array([float(i) for i in range(start, start + 10)]))
+        assert series.values() == tuple(float(i) for i in range(max(0, start - 15), start + 10))
+    assert (series.latest, series.minimum, series.maximum, series.count) == (99.0, 75.0, 99.0, 100)
+    series.add(pa.array([float(i) for i in range(1000)]))  # one batch wider than the window
+    assert series.values() == tuple(float(i) for i in range(975, 1000))
+    series.add(pa.array([None, float("nan")], pa.float64()))
+    assert series.latest == 999.0 and len(series.values()) == 25
+
+
+def test_accumulator_counts_skipped_rows():
+    accumulator = StreamAccumulator(pa.schema([("x", pa.int64())]), rolling=5)
+    batch = pa.record_batch([pa.array(range(8))], names=["x"])
+    accumulator.add(batch)
+    accumulator.add(batch, skipped=100)
+    snapshot = accumulator.snapshot()
+    assert (snapshot.rows, snapshot.skipped) == (16, 100)
+    assert snapshot.charts[0].points == (3.0, 4.0, 5.0, 6.0, 7.0)
+    assert (snapshot.charts[0].minimum, snapshot.charts[0].maximum) == (3.0, 7.0)
 
 
 def test_series_skips_nulls_nan_and_infinities():
@@ -465,7 +774,8 @@ def test_gateway_url_resolution(monkeypatch):
 def test_tui_command_is_registered():
     result = CliRunner().invoke(cli, ["tui", "--help"])
     assert result.exit_code == 0
-    assert "--gateway" in result.output
+    for option in ("--gateway", "--token", "--tls-ca"):
+        assert option in result.output
 
 
 def test_throttle_coalesces_requests_and_never_drops_the_last_one():
