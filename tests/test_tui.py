@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import itertools
 import json
 import logging
@@ -759,6 +760,10 @@ def test_formatting():
     assert _format.number(2.5e7) == "2.5e+07"
     assert _format.number(None) == "-"
     assert _format.cell("x" * 40).endswith("…")
+    day = dt.datetime(2025, 3, 1, 12, 0, 0, tzinfo=dt.UTC)
+    assert _format.cell(day) == "2025-03-01 12:00:00"
+    assert _format.cell(day, today=day.date()) == "12:00:00"  # live rows: the time is enough
+    assert _format.cell(day.replace(microsecond=250_000), today=day.date()) == "12:00:00.250"
     assert _format.duration(75) == "1:15"
 
 

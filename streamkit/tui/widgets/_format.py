@@ -46,20 +46,31 @@ def number(value: float | None, integer: bool = False) -> str:
     return f"{value:,.2f}"
 
 
-def cell(value: object, width: int = 24) -> str:
+def cell(value: object, width: int = 24, today: dt.date | None = None) -> str:
     """A table cell: ``None`` as empty, floats trimmed, long text cut with an ellipsis."""
     if value is None:
         text = ""
     elif isinstance(value, float):
         text = f"{value:.6g}"
     elif isinstance(value, dt.datetime):
-        text = value.isoformat(sep=" ", timespec="seconds").removesuffix("+00:00")
+        text = timestamp(value, today)
     elif isinstance(value, bytes):
         text = value[:16].hex() + ("…" if len(value) > 16 else "")
     else:
         text = str(value)
     text = text.replace("\n", " ")
     return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def timestamp(value: dt.datetime, today: dt.date | None = None) -> str:
+    """``2025-03-01 12:00:00``; only ``12:00:00.250`` for today's (live rows), so a narrow
+    table keeps room for the values. Milliseconds only when there are any."""
+    spec = "milliseconds" if value.microsecond else "seconds"
+    if today is None:
+        today = dt.datetime.now(value.tzinfo).date()
+    if value.date() == today:
+        return value.time().isoformat(timespec=spec)
+    return value.isoformat(sep=" ", timespec=spec).removesuffix("+00:00")
 
 
 def duration(seconds: float) -> str:

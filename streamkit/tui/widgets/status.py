@@ -140,7 +140,7 @@ class StreamStatus(Static):
         if self.live:
             pairs = [
                 ("rows", f"{rows:,}"),
-                ("rows/s", f"{self.rows_per_second:,.0f}"),
+                *([("rows/s", f"{self.rows_per_second:,.0f}")] if self.state in RUNNING else []),
                 ("batches", f"{snapshot.batches if snapshot else 0:,}"),
                 ("MB", f"{nbytes / 1e6:,.2f}"),
                 ("elapsed", duration(elapsed)),
