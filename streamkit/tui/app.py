@@ -9,11 +9,13 @@ the same stream, but it never ends by itself and its sparklines scroll over a ro
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TypeVar
 
 from textual import on, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.widget import Widget
 from textual.widgets import Footer, Header, Tree
 
 from streamkit.client import ClientError
@@ -47,6 +49,8 @@ from streamkit.tui.widgets.status import (
     Notice,
     StreamStatus,
 )
+
+W = TypeVar("W", bound=Widget)
 
 FRAME_RATE = 30
 """At most this many redraws of a stream's stats and sparklines a second."""
@@ -94,8 +98,8 @@ class StreamkitApp(App[None]):
 
     def on_mount(self) -> None:
         self.sub_title = self.gateway + ("  · token" if self._has_token() else "")
-        self.query_one(Notice).clear()
-        self.query_one(DatasetTree).focus()
+        self._widget(Notice).clear()
+        self._widget(DatasetTree).focus()
         self.load_datasets()
 
     # Datasets ---------------------------------------------------------------------------
@@ -110,22 +114,22 @@ class StreamkitApp(App[None]):
             self.post_message(DatasetsListed(entries))
 
     def action_refresh(self) -> None:
-        self.query_one(DatasetTree).border_subtitle = "loading…"
+        self._widget(DatasetTree).border_subtitle = "loading…"
         self.load_datasets()
 
     @on(DatasetsListed)
     def show_datasets(self, message: DatasetsListed) -> None:
-        notice = self.query_one(Notice)
+        notice = self._widget(Notice)
         notice.clear()
-        self.query_one(DatasetTree).show_datasets(message.entries)
+        self._widget(DatasetTree).show_datasets(message.entries)
         if not message.entries:
             hint = "r refreshes" if self._has_token() else f"r refreshes; {TOKEN_HINT}"
             notice.show_error(f"the gateway at {self.gateway} has no datasets for you", hint)
 
     @on(ListingFailed)
     def show_listing_error(self, message: ListingFailed) -> None:
-        self.query_one(DatasetTree).show_unreachable()
-        self.query_one(Notice).show_error(message.error.message, self._hint(message.error, "r"))
+        self._widget(DatasetTree).show_unreachable()
+        self._widget(Notice).show_error(message.error.message, self._hint(message.error, "r"))
 
     def _has_token(self) -> bool:
         return bool(self.connection.client_token())
@@ -141,7 +145,7 @@ class StreamkitApp(App[None]):
     @on(Tree.NodeHighlighted, "#catalog")
     def preview_dataset(self, event: Tree.NodeHighlighted) -> None:
         if isinstance(event.node.data, DatasetEntry):
-            self.query_one(StreamStatus).preview(event.node.data)
+            self._widget(StreamStatus).preview(event.node.data)
 
     @on(Tree.NodeSelected, "#catalog")
     def select_dataset(self, event: Tree.NodeSelected) -> None:
@@ -151,14 +155,14 @@ class StreamkitApp(App[None]):
     # Streaming --------------------------------------------------------------------------
 
     def action_stream(self) -> None:
-        entry = self.query_one(DatasetTree).selected_dataset()
+        entry = self._widget(DatasetTree).selected_dataset()
         if entry is None:
             self.notify("Pick a dataset first.", severity="warning")
             return
         self.start_stream(entry)
 
     def action_follow(self) -> None:
-        entry = self.query_one(DatasetTree).selected_dataset()
+        entry = self._widget(DatasetTree).selected_dataset()
         if entry is None:
             self.notify("Pick a dataset first.", severity="warning")
             return
@@ -171,10 +175,10 @@ class StreamkitApp(App[None]):
         self._accumulator = None
         self._snapshot = None
         self._skipped_shown = 0
-        self.query_one(Notice).clear()
-        self.query_one(StreamStatus).start(entry, live=follow)
-        self.query_one(ColumnCharts).remove_children()
-        self.query_one(LatestRows).clear(columns=True)
+        self._widget(Notice).clear()
+        self._widget(StreamStatus).start(entry, live=follow)
+        self._widget(ColumnCharts).remove_children()
+        self._widget(LatestRows).clear(columns=True)
         self.run_stream(self._stream, self._stream_id)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="stream")
@@ -197,12 +201,12 @@ class StreamkitApp(App[None]):
 
     @on(StreamStarted)
     def stream_started(self, message: StreamStarted) -> None:
-        if message.stream_id != self._stream_id:
+        if message.stream_id != self._stream_id or not self._on_screen():
             return
         self._accumulator = message.accumulator
         schema = message.accumulator.schema
-        self.query_one(ColumnCharts).set_columns(message.accumulator.chart_columns)
-        self.query_one(LatestRows).set_columns(schema.names)
+        self._widget(ColumnCharts).set_columns(message.accumulator.chart_columns)
+        self._widget(LatestRows).set_columns(schema.names)
 
     @on(BatchesReceived)
     def batches_received(self, message: BatchesReceived) -> None:
@@ -211,14 +215,14 @@ class StreamkitApp(App[None]):
 
     def _draw(self) -> None:
         """Show the stream as it is now: stats and sparklines (and, less often, rows)."""
-        if self._accumulator is None:
+        if self._accumulator is None or not self._on_screen():
             return
         self._snapshot = self._accumulator.snapshot()
-        self.query_one(StreamStatus).update_stats(self._snapshot)
-        self.query_one(ColumnCharts).show(self._snapshot.charts)
+        self._widget(StreamStatus).update_stats(self._snapshot)
+        self._widget(ColumnCharts).show(self._snapshot.charts)
         self._redraw_rows.request()
         skipped = self._snapshot.skipped
-        notice = self.query_one(Notice)
+        notice = self._widget(Notice)
         if skipped > self._skipped_shown and not notice.is_error:
             self._skipped_shown = skipped
             notice.show_warning(
@@ -226,36 +230,44 @@ class StreamkitApp(App[None]):
                 " to keep up with the newest"
             )
 
+    def _widget(self, kind: type[W]) -> W:
+        """A widget of the main screen, also while another screen (the palette) is on top."""
+        return self.screen_stack[0].query_one(kind)
+
+    def _on_screen(self) -> bool:
+        """False while the app closes: a redraw timer may still fire after the widgets go."""
+        return bool(self.screen_stack) and bool(self.screen_stack[0].query(StreamStatus))
+
     def _draw_rows(self) -> None:
-        if self._snapshot is not None:
-            self.query_one(LatestRows).show(self._snapshot.latest_rows)
+        if self._snapshot is not None and self._on_screen():
+            self._widget(LatestRows).show(self._snapshot.latest_rows)
 
     @on(StreamEnded)
     def stream_ended(self, message: StreamEnded) -> None:
-        if message.stream_id != self._stream_id:
+        if message.stream_id != self._stream_id or not self._on_screen():
             return
         self._finish(CANCELLED if message.cancelled else DONE)
 
     @on(StreamFailed)
     def stream_failed(self, message: StreamFailed) -> None:
-        if message.stream_id != self._stream_id:
+        if message.stream_id != self._stream_id or not self._on_screen():
             return
-        follow = self.query_one(StreamStatus).live
+        follow = self._widget(StreamStatus).live
         self._finish(FAILED)
         hint = self._hint(message.error, "f" if follow else "enter")
-        self.query_one(Notice).show_error(message.error.message, hint)
+        self._widget(Notice).show_error(message.error.message, hint)
 
     def _finish(self, state: str) -> None:
         self._redraw.flush()
         self._redraw_rows.flush()
         self._stream = None
-        self.query_one(StreamStatus).finish(state)
+        self._widget(StreamStatus).finish(state)
 
     def action_cancel(self) -> None:
-        if self._stream is None or self.query_one(StreamStatus).state not in RUNNING:
+        if self._stream is None or self._widget(StreamStatus).state not in RUNNING:
             self.notify("Nothing is streaming.", severity="information")
             return
-        self.query_one(StreamStatus).cancelling()
+        self._widget(StreamStatus).cancelling()
         self._stream.cancel()
 
     def _stop_stream(self) -> None:
