@@ -608,7 +608,7 @@ def test_a_wrong_token_is_shown_as_an_authentication_error(tmp_path, monkeypatch
         async with app.run_test(size=SIZE) as pilot:
             notice = app.query_one(Notice)
             await until(pilot, lambda: notice.message, "the error")
-            assert notice.message.startswith("authentication failed:")
+            assert notice.message == "authentication failed: the token is not valid"
             assert "wrong" not in notice.message  # never echo a secret
             assert "check the token" in str(notice.render())
             assert app.query_one(DatasetTree).datasets() == []

@@ -79,11 +79,21 @@ class Failure:
 def describe_error(exc: BaseException, gateway: str) -> Failure:
     """One line for the screen: what went wrong, naming the gateway when it cannot be reached."""
     if isinstance(exc, ClientError):
-        return Failure(exc.message, exc.code)
+        return Failure(_once(exc.message), exc.code)
     if isinstance(exc, flight.FlightError | pa.ArrowException):
         error = from_flight_error(exc, gateway)
-        return Failure(error.message, error.code)
+        return Failure(_once(error.message), error.code)
     return Failure(errors.clean_message(exc) or type(exc).__name__)
+
+
+def _once(message: str) -> str:
+    """``authentication failed: unauthenticated: …`` → ``authentication failed: …``: the
+    gateway's own code word after the client's explanation says the same thing twice."""
+    head, sep, rest = message.partition(": ")
+    word, sep2, tail = rest.partition(": ")
+    if sep and sep2 and word in ("unauthenticated", "unauthorized"):
+        return f"{head}: {tail}"
+    return message
 
 
 @dataclass(frozen=True)
