@@ -1,11 +1,13 @@
 // The dashboard: wires the connection, pickers, query runs, progress, chart and table.
 
 import { describeFields, defaultSeries, defaultX, KIND, isTemporal } from "./columns.js";
-import { Connection, GatewayError, STATUS } from "./connection.js";
-import { formatBytes, formatCount, formatMegabytes, formatRate, formatSeconds } from "./format.js";
+import { Connection, STATUS } from "./connection.js";
+import { formatBytes, formatCount } from "./format.js";
 import { PALETTE, Plot } from "./plot.js";
 import { openStream, TRANSPORT } from "./stream.js";
+import { clearError, showError, showProgress } from "./status.js";
 import { FirstRows } from "./table.js";
+import { setupToken } from "./token.js";
 
 const $ = (selector) => document.querySelector(selector);
 const el = {
@@ -23,45 +25,12 @@ const el = {
   httpTransport: $("input[name=transport][value=http]"),
   run: $("#run"),
   cancel: $("#cancel"),
-  error: $("#error"),
-  errorTitle: $("#error-title"),
-  errorCode: $("#error-code"),
-  errorMessage: $("#error-message"),
-  errorHint: $("#error-hint"),
-  progress: $("#progress"),
-  progressBar: $("#progress-bar"),
-  stateLabel: $("#state-label"),
-  statRows: $("#stat-rows"),
-  statBytes: $("#stat-bytes"),
-  statRate: $("#stat-rate"),
-  statBatches: $("#stat-batches"),
-  statTime: $("#stat-time"),
   xColumn: $("#x-column"),
   series: $("#series"),
   chart: $("#chart"),
   chartEmpty: $("#chart-empty"),
   rows: $("#rows"),
   tableCaption: $("#table-caption"),
-  tokenBox: $("#token-box"),
-  tokenSummary: $("#token-summary"),
-  tokenForm: $("#token-form"),
-  token: $("#token"),
-  tokenClear: $("#token-clear"),
-};
-const TOKEN_KEY = "streamkit.token";
-
-const ERROR_TEXT = {
-  not_found: ["Not found", "No such tenant or dataset. Pick one from the list, or check the name."],
-  invalid: ["Invalid query", "Check the column names and the limit."],
-  unavailable: ["Connector unavailable", "The tenant's connector is down or unreachable. Try again shortly."],
-  unauthenticated: ["Token needed", "Enter a token for this tenant (Token, top right)."],
-  unauthorized: ["Not allowed", "Your token does not give access to this tenant."],
-  rate_limited: ["Rate limited", "Too many requests; wait a moment and run again."],
-  busy: ["Busy", "A query is already running on this connection."],
-  lagging: ["Fell behind", "The live stream outran this page."],
-  disconnected: ["Connection lost", "The gateway went away; the page reconnects on its own."],
-  interrupted: ["Stream interrupted", "The stream ended early; the rows shown are incomplete."],
-  internal: ["Gateway error", "The gateway failed unexpectedly; see its log."],
 };
 const STATUS_TEXT = {
   [STATUS.CONNECTING]: "Connecting…",
@@ -319,7 +288,7 @@ async function runQuery() {
   el.cancel.disabled = false;
   table.reset();
   plot.reset(chosenX(), chosenSeries());
-  setProgress(run);
+  showProgress(run);
   try {
     run.handle = await opening;
     if (run.cancelRequested) run.handle.cancel();
@@ -343,7 +312,7 @@ async function runQuery() {
     run.seconds = (performance.now() - run.startedAt) / 1000;
     plot.draw();
     noteFirstChart(run);
-    setProgress(run);
+    showProgress(run);
     updateChartEmpty();
     state.run = null;
     el.run.disabled = !el.dataset.value;
@@ -390,7 +359,7 @@ function updateProgressSoon(run) {
     run.bytes = run.handle.bytes();
     run.skipped = run.handle.skipped();
     run.seconds = (run.progressAt - run.startedAt) / 1000;
-    setProgress(run);
+    showProgress(run);
   };
   if (wait <= 0) update();
   else run.progressTimer = setTimeout(update, wait);
@@ -412,37 +381,9 @@ function cancelQuery() {
   if (!run || run.cancelRequested) return;
   run.cancelRequested = true;
   run.state = "cancelling";
-  setProgress(run);
+  showProgress(run);
   el.cancel.disabled = true;
   run.handle?.cancel();
-}
-
-const STATE_TEXT = {
-  idle: "Ready",
-  connecting: "Starting…",
-  streaming: "Streaming",
-  cancelling: "Cancelling…",
-  done: "Done",
-  cancelled: "Cancelled",
-  error: "Failed",
-};
-
-function setProgress(run) {
-  el.progress.dataset.state = run.state;
-  let label = STATE_TEXT[run.state] ?? run.state;
-  if (run.live && run.state === "streaming") label = "Live";
-  if (run.live && run.state === "connecting") label = "Waiting for rows…";
-  if (run.skipped) label += ` · ${formatCount(run.skipped)} skipped`;
-  el.stateLabel.textContent = label;
-  el.statRows.textContent = formatCount(run.rows);
-  el.statRows.dataset.value = String(run.rows);
-  el.statBytes.textContent = formatMegabytes(run.bytes);
-  el.statRate.textContent = formatRate(run.bytes, run.seconds);
-  el.statBatches.textContent = formatCount(run.batches);
-  el.statTime.textContent = formatSeconds(run.seconds);
-  const fraction = run.state === "done" ? 1 : run.expected ? Math.min(1, run.rows / run.expected) : 0;
-  el.progressBar.style.transform = `scaleX(${fraction})`;
-  el.progressBar.parentElement.classList.toggle("indeterminate", run.state === "streaming" && !run.expected);
 }
 
 /** Numbers of the last run, for people (the console) and for benchmarks. */
@@ -462,52 +403,6 @@ function publish(run) {
   window.streamkit.lastRun = summary;
   window.dispatchEvent(new CustomEvent("streamkit:run", { detail: summary }));
 }
-
-// ---------------------------------------------------------------- errors
-
-function showError(error) {
-  const code = error instanceof GatewayError ? error.code : "internal";
-  const [title, hint] = ERROR_TEXT[code] ?? ["Error", ""];
-  el.errorTitle.textContent = title;
-  el.errorCode.textContent = code;
-  el.errorMessage.textContent = error.message;
-  el.errorHint.textContent = hint;
-  el.error.dataset.code = code;
-  el.error.hidden = false;
-  if (code === "unauthenticated") el.tokenBox.open = true;
-}
-
-function clearError() {
-  el.error.hidden = true;
-  delete el.error.dataset.code;
-}
-
-// ---------------------------------------------------------------- token
-
-function useToken(token) {
-  if (token) sessionStorage.setItem(TOKEN_KEY, token);
-  else sessionStorage.removeItem(TOKEN_KEY);
-  el.token.value = token ?? "";
-  el.tokenSummary.textContent = token ? "Token set" : "Token";
-  el.tokenBox.toggleAttribute("data-signed-in", Boolean(token));
-  el.tokenBox.open = false;
-}
-
-el.tokenForm.addEventListener("submit", (event) => {
-  event.preventDefault();
-  const token = el.token.value.trim();
-  useToken(token);
-  clearError();
-  connection.setToken(token);
-});
-el.tokenClear.addEventListener("click", () => {
-  useToken(null);
-  connection.setToken(null);
-});
-connection.addEventListener("auth-failed", (event) => {
-  showError(event.detail);
-  el.tokenBox.open = true;
-});
 
 // ---------------------------------------------------------------- wiring
 
@@ -529,7 +424,6 @@ el.follow.addEventListener("change", () => {
   el.httpTransport.disabled = live;
   if (live) el.form.elements.transport.value = TRANSPORT.WS;
 });
-$("#error-close").addEventListener("click", clearError);
 window.addEventListener("hashchange", () => renderTenants());
 setInterval(() => {
   if (connection.status === STATUS.RETRYING) {
@@ -538,8 +432,6 @@ setInterval(() => {
 }, 250);
 
 window.streamkit = { lastRun: null, connection, TRANSPORT };
-const savedToken = sessionStorage.getItem(TOKEN_KEY);
-useToken(savedToken);
-connection.token = savedToken;
+setupToken(connection, { onChange: clearError, onError: showError });
 connection.connect();
-setProgress({ state: "idle", rows: 0, bytes: 0, batches: 0, seconds: 0, expected: null });
+showProgress({ state: "idle", rows: 0, bytes: 0, batches: 0, seconds: 0, expected: null });
