@@ -490,6 +490,22 @@ def test_following_again_or_streaming_replaces_the_follower(tmp_path):
         asyncio.run(scenario(gateway))
 
 
+def test_following_a_file_that_cannot_grow_says_so(demo_gateway):
+    async def scenario() -> None:
+        app = make_tui(demo_gateway.flight_url)
+        async with app.run_test(size=SIZE) as pilot:
+            await follow(pilot, app, "demo/sensors")  # Parquet: never appended to
+            await until(pilot, lambda: status(app).state == "failed", "the refusal")
+            notice = app.query_one(Notice)
+            assert notice.message.startswith("invalid:")
+            assert "cannot be followed" in notice.message
+            assert "enter streams it as it is" in str(notice.render())
+            # No empty charts for a stream that never ran.
+            await until(pilot, lambda: not app.query(ColumnChart), "the charts to go")
+
+    asyncio.run(scenario())
+
+
 class LaggingGateway(flight.FlightServerBase):
     """Stands in for a gateway: one live dataset whose follow stream skips rows, then
     fails as a lagging follower does."""

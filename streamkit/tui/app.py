@@ -18,6 +18,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widget import Widget
 from textual.widgets import Footer, Header, Tree
 
+from streamkit import errors
 from streamkit.client import ClientError
 from streamkit.tui.flight_data import (
     Connection,
@@ -140,6 +141,8 @@ class StreamkitApp(App[None]):
             return (
                 f"{TOKEN_HINT}; {again}" if not self._has_token() else f"check the token; {again}"
             )
+        if retry == "f" and failure.code == errors.INVALID:  # e.g. a file that never grows
+            return "enter streams it as it is"
         return again
 
     @on(Tree.NodeHighlighted, "#catalog")
@@ -254,6 +257,9 @@ class StreamkitApp(App[None]):
             return
         follow = self._widget(StreamStatus).live
         self._finish(FAILED)
+        if not self._widget(StreamStatus).rows:  # nothing arrived: no empty charts either
+            self._widget(ColumnCharts).remove_children()
+            self._widget(LatestRows).clear(columns=True)
         hint = self._hint(message.error, "f" if follow else "enter")
         self._widget(Notice).show_error(message.error.message, hint)
 
