@@ -46,6 +46,7 @@ const plot = new Plot(el.chart);
 const table = new FirstRows(el.rows, el.tableCaption);
 const state = {
   datasets: [],
+  selected: null, // tenant, dataset and schema whose pickers are shown
   fields: [], // fields of the selected dataset (from the list) or of the running result
   x: undefined, // chosen x column name; null = row index; undefined = default
   series: null, // chosen series names; null = default
@@ -106,18 +107,25 @@ function selectedDataset() {
 
 function selectDataset() {
   const info = selectedDataset();
-  if (el.dataset.value) history.replaceState(null, "", `#/${el.tenant.value}/${el.dataset.value}`);
+  if (el.dataset.value) {
+    const path = [el.tenant.value, ...el.dataset.value.split("/")].map(encodeURIComponent).join("/");
+    history.replaceState(null, "", `#/${path}`);
+  }
   el.meta.replaceChildren(
     ...metaItem("Rows", info ? formatCount(info.rows) : "–"),
     ...metaItem("Size", info ? formatBytes(info.bytes) : "–"),
     ...metaItem("Columns", info ? String(info.schema.length) : "–"),
   );
+  el.run.disabled = !el.dataset.value || Boolean(state.run);
+  // A refreshed list (after a reconnect) keeps the choices made for the same dataset.
+  const key = JSON.stringify([el.tenant.value, el.dataset.value, info?.schema ?? null]);
+  if (key === state.selected) return;
+  state.selected = key;
   state.fields = info ? describeFields(info.schema) : [];
   state.x = undefined;
   state.series = null;
   renderSchema();
   renderChartControls();
-  el.run.disabled = !el.dataset.value || Boolean(state.run);
 }
 
 function metaItem(label, value) {
@@ -152,7 +160,8 @@ function renderSchema() {
 
 function parseHash() {
   const match = /^#\/([^/]+)\/(.+)$/.exec(location.hash);
-  return match ? { tenant: decodeURIComponent(match[1]), dataset: decodeURIComponent(match[2]) } : {};
+  if (!match) return {};
+  return { tenant: decodeURIComponent(match[1]), dataset: match[2].split("/").map(decodeURIComponent).join("/") };
 }
 
 // ---------------------------------------------------------------- chart controls
@@ -214,6 +223,7 @@ function updateChartEmpty() {
   const series = chosenSeries();
   let text = "";
   if (!series.length) text = "No numeric columns to chart";
+  else if (!plot.pointCount && !state.retained) text = "Too much data to keep for re-charting: run the query again";
   else if (!plot.pointCount) text = state.run ? "Waiting for the first rows…" : "Run a query to draw the chart";
   el.chartEmpty.textContent = text;
   el.chartEmpty.hidden = !text;
