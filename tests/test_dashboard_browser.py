@@ -327,3 +327,34 @@ def test_follow_shows_live_rows_as_the_file_grows(page, tmp_path):
         page.click("#cancel")
         assert wait_for_state(page, "cancelled", "done", "error") == "cancelled"
         assert page.console_log.errors == []
+
+
+def test_downsampling_bounds_points_and_keeps_every_spike(page, demo):
+    open_dashboard(page, demo)
+    result = page.evaluate(
+        """async () => {
+            const { MinMaxBuckets } = await import("/js/downsample.js");
+            const rows = 1_000_003, spikes = [17, 500_000, 999_999];
+            const buckets = new MinMaxBuckets(["y"], 1000);
+            for (let start = 0; start < rows; start += 4096) {
+                const n = Math.min(4096, rows - start);
+                const xs = new Float64Array(n), ys = new Float64Array(n);
+                for (let i = 0; i < n; i++) {
+                    xs[i] = (start + i) * 10;
+                    ys[i] = spikes.includes(start + i) ? 1000 : (start + i) % 7 === 0 ? NaN : 1;
+                }
+                buckets.add(xs, [ys], n);
+            }
+            const points = buckets.points()[0];
+            return {
+                count: points.length,
+                spikes: points.filter((p) => p.y === 1000).map((p) => p.x),
+                ordered: points.every((p, i) => i === 0 || p.x >= points[i - 1].x),
+                lastX: points.at(-1).x,
+            };
+        }"""
+    )
+    assert 1000 <= result["count"] <= 4000
+    assert result["spikes"] == [170, 5_000_000, 9_999_990]
+    assert result["ordered"]
+    assert result["lastX"] >= 9_999_000
