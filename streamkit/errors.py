@@ -6,6 +6,8 @@ failure a client may see is raised as one of them, recognised by its message pre
 
 from __future__ import annotations
 
+import re
+
 import pyarrow as pa
 import pyarrow.flight as flight
 
@@ -48,10 +50,14 @@ def lagging(what: str) -> flight.FlightUnavailableError:
     return flight.FlightUnavailableError(f"lagging: {what}")
 
 
+_DETAIL = re.compile(r"(\. Detail: [A-Za-z ]+)+$")
+
+
 def clean_message(exc: BaseException) -> str:
     """The first line of an error's message, without the gRPC debug context pyarrow appends."""
     text = str(exc).split(". gRPC client debug context:")[0]
     text = text.split("\n")[0].strip()
+    text = _DETAIL.sub("", text)  # the gRPC status detail pyarrow appends
     for prefix in (
         "Flight error: ",
         "Flight returned unavailable error, with message: ",

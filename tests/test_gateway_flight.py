@@ -205,3 +205,17 @@ def test_stalled_upstream_is_cancelled_after_the_idle_time(client_for):
             assert table.num_rows == 10 * 50_000
     finally:
         upstream.shutdown()
+
+
+def test_cancel_while_the_upstream_is_quiet_reaches_the_connector(client_for):
+    upstream = SyntheticConnector(batches=10, stall_after=1)
+    try:
+        with running_gateway({"syn": f"grpc://127.0.0.1:{upstream.port}"}) as gateway:
+            client = client_for(gateway.flight)
+            reader = client.do_get(flight.Ticket(b'{"tenant": "syn", "dataset": "synthetic"}'))
+            reader.read_chunk()  # the upstream now waits before its next batch
+            reader.cancel()
+            # Well before the 60 s idle timeout: the gateway noticed the client went away.
+            wait_for(upstream.finished.is_set, 10, "the quiet upstream call to be cancelled")
+    finally:
+        upstream.shutdown()

@@ -24,6 +24,8 @@ from streamkit.query import Query
 
 log = logging.getLogger("streamkit.gateway")
 
+WATCH_SECONDS = 0.25
+
 
 class GatewayFlightServer(BaseFlightServer):
     def __init__(
@@ -39,25 +41,28 @@ class GatewayFlightServer(BaseFlightServer):
         self.access = access
         self.stopping = threading.Event()
         self.idle_timeout = idle_timeout
-        # Open streams: upstream reader -> when it last delivered a batch.
-        self._progress: dict[flight.FlightStreamReader, float] = {}
+        self._streams: set[_Stream] = set()  # open forwarded streams
         self._lock = threading.Lock()
         super().__init__(location, **kwargs)
-        threading.Thread(target=self._watch_idle, name="streamkit-idle", daemon=True).start()
+        threading.Thread(target=self._watch, name="streamkit-watch", daemon=True).start()
 
-    def _watch_idle(self) -> None:
-        """Cancel upstream reads that have delivered nothing for ``idle_timeout`` seconds.
+    def _watch(self) -> None:
+        """Cancel the upstream read of a stream whose client went away, or that delivered
+        nothing for ``idle_timeout`` seconds (followed streams may rightly be quiet).
 
-        A whole-call gRPC deadline would also cut healthy long streams, so progress is
-        watched instead; the cancelled read ends the client's stream with an error.
+        A stream waiting on a quiet upstream would otherwise notice neither until its next
+        batch; a whole-call gRPC deadline would also cut healthy long streams.
         """
-        while not self.stopping.wait(min(1.0, self.idle_timeout / 4)):
+        while not self.stopping.wait(WATCH_SECONDS):
             now = time.monotonic()
             with self._lock:
-                stale = [r for r, t in self._progress.items() if now - t > self.idle_timeout]
-            for reader in stale:
-                log.warning("cancelling a stream idle for %.0f s", self.idle_timeout)
-                reader.cancel()
+                streams = list(self._streams)
+            for stream in streams:
+                if stream.context.is_cancelled():
+                    stream.cancel_upstream()
+                elif not stream.follow and now - stream.last_progress > self.idle_timeout:
+                    log.warning("cancelling a stream idle for %.0f s", self.idle_timeout)
+                    stream.cancel_upstream()
 
     def _caller(self, context: flight.ServerCallContext) -> tuple[Identity, str]:
         peer, token = self.admit(context)
@@ -129,7 +134,7 @@ class GatewayFlightServer(BaseFlightServer):
         except flight.FlightError as exc:
             record.finish(errors.code_of(exc))
             raise
-        stream = _Stream(record, release, self._progress, self._lock)
+        stream = _Stream(record, release, context, bool(query.follow), self._streams, self._lock)
         try:
             stream.reader = self.upstreams.do_get(query)
         except flight.FlightError as exc:
@@ -148,8 +153,7 @@ class GatewayFlightServer(BaseFlightServer):
         outcome = "cancelled"
         try:
             while not self.stopping.is_set():
-                if not query.follow:
-                    stream.progressed()
+                stream.last_progress = time.monotonic()
                 try:
                     chunk = reader.read_chunk()
                 except StopIteration:
@@ -200,24 +204,30 @@ class _Stream:
         self,
         record: RequestRecord,
         release: Callable[[], None],
-        progress: dict[flight.FlightStreamReader, float],
+        context: flight.ServerCallContext,
+        follow: bool,
+        registry: set[_Stream],
         lock: threading.Lock,
     ) -> None:
-        self.record, self.release, self._progress, self._lock = record, release, progress, lock
+        self.record, self.release, self.context, self.follow = record, release, context, follow
+        self._registry, self._lock = registry, lock
         self.reader: flight.FlightStreamReader | None = None
+        self.last_progress = time.monotonic()
         self._closed = False
+        with lock:
+            registry.add(self)
 
-    def progressed(self) -> None:
-        with self._lock:
-            self._progress[self.reader] = time.monotonic()
+    def cancel_upstream(self) -> None:
+        if self.reader is not None:
+            self.reader.cancel()
 
     def close(self, outcome: str) -> None:
         with self._lock:
             if self._closed:
                 return
             self._closed = True
-            self._progress.pop(self.reader, None)
-        if self.reader is not None and outcome != "ok":
-            self.reader.cancel()
+            self._registry.discard(self)
+        if outcome != "ok":
+            self.cancel_upstream()
         self.release()
         self.record.finish(outcome)

@@ -24,12 +24,11 @@ CONNECT_TIMEOUT_MS = 3000
 METADATA_TIMEOUT_S = 15.0
 # gRPC waits up to two minutes between reconnect attempts by default; a restarted connector
 # should be served again within about a second. The minimum backoff is also the connect timeout.
+# No client keepalive pings: Flight servers answer frequent pings with GOAWAY (too_many_pings).
 _CHANNEL_OPTIONS = [
     ("grpc.min_reconnect_backoff_ms", CONNECT_TIMEOUT_MS),
     ("grpc.initial_reconnect_backoff_ms", 200),
     ("grpc.max_reconnect_backoff_ms", 1000),
-    ("grpc.keepalive_time_ms", 30_000),
-    ("grpc.keepalive_timeout_ms", 10_000),
 ]
 
 
