@@ -7,6 +7,7 @@ import typer
 from streamkit.commands import certs, connector, gateway
 from streamkit.commands.bench import bench
 from streamkit.commands.ls import ls
+from streamkit.commands.publish import publish
 from streamkit.commands.query import query
 from streamkit.commands.tui import tui
 
@@ -20,6 +21,7 @@ app.add_typer(gateway.app, name="gateway")
 app.add_typer(certs.app, name="certs")
 app.command("ls")(ls)
 app.command("query")(query)
+app.command("publish")(publish)
 app.command("bench")(bench)
 app.command("tui")(tui)
 

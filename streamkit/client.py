@@ -187,6 +187,14 @@ class GatewayClient:
         with self.errors():
             return info, self._client.do_get(info.endpoints[0].ticket, self.options())
 
+    def publish(self, tenant: str, dataset: str, schema: pa.Schema) -> flight.FlightStreamWriter:
+        """Open a DoPut to ``TENANT/DATASET``; write batches, then ``done_writing`` and
+        ``close`` inside ``with client.errors():`` (server errors surface there)."""
+        descriptor = flight.FlightDescriptor.for_path(tenant, dataset)
+        with self.errors():
+            writer, _ = self._client.do_put(descriptor, schema, self.options())
+        return writer
+
     def close(self) -> None:
         self._client.close()
 

@@ -1,0 +1,404 @@
+"""``streamkit publish TENANT/DATASET [FILE|-]``: push a file or stdin to a live dataset.
+
+Batches go out with one DoPut as the input is read, so ``tail -f app.log.jsonl | streamkit
+publish demo/logs`` publishes each line within about ``--linger`` of it being written.
+CSV and NDJSON are read as lines: a reader thread hands over whatever complete lines a read
+returns, and a batch is cut after ``--batch-rows`` lines or ``--linger`` seconds after its
+first line, whichever comes first. Each batch is parsed by pyarrow; the schema is fixed by
+the first batch, so later batches are parsed to the same types. Arrow input is an IPC stream,
+forwarded batch by batch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import queue
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, BinaryIO
+
+import pyarrow as pa
+import pyarrow.csv as pcsv
+import pyarrow.json as pjson
+import typer
+
+from streamkit.client import (
+    EXIT_CODES_HELP,
+    EXIT_ERROR,
+    EXIT_INTERRUPTED,
+    EXIT_INVALID,
+    EXIT_USAGE,
+    ClientError,
+    GatewayClient,
+    parse_target,
+    unexpected,
+)
+
+READ_BYTES = 64 * 1024
+MAX_BATCH_BYTES = 16 * 1024 * 1024
+_EOF = None
+
+
+class InputFormat(StrEnum):
+    csv = "csv"
+    ndjson = "ndjson"
+    arrow = "arrow"
+
+
+EXTENSIONS = {
+    ".csv": InputFormat.csv,
+    ".jsonl": InputFormat.ndjson,
+    ".ndjson": InputFormat.ndjson,
+    ".json": InputFormat.ndjson,
+    ".arrows": InputFormat.arrow,
+    ".arrow": InputFormat.arrow,
+    ".ipc": InputFormat.arrow,
+}
+
+HELP = f"""Publish FILE (or stdin: - or nothing) to the live dataset TENANT/DATASET.
+
+Rows are sent batch by batch as they are read: `tail -f app.log.jsonl | streamkit publish \
+demo/logs` publishes each new line within about --linger seconds. The format comes from \
+--format, else from the file extension (.csv, .jsonl/.ndjson, .arrows/.arrow), else NDJSON. \
+The first batch fixes the dataset's schema; a line that does not fit it, or a dataset \
+with another schema, ends the command with exit code 6. Ctrl-C stops reading; what was \
+sent stays published. A summary (rows, batches) goes to stderr.
+
+{EXIT_CODES_HELP}
+"""
+
+
+def publish(
+    target: Annotated[str, typer.Argument(metavar="TENANT/DATASET", help="Where to publish.")],
+    source: Annotated[
+        str, typer.Argument(metavar="[FILE|-]", help="Input file; - or nothing for stdin.")
+    ] = "-",
+    format: Annotated[
+        InputFormat | None,
+        typer.Option(
+            "--format",
+            "-f",
+            case_sensitive=False,
+            help="Input format (default: from the file extension, else ndjson).",
+            show_default=False,
+        ),
+    ] = None,
+    batch_rows: Annotated[
+        int, typer.Option(min=1, help="CSV/NDJSON: at most this many lines per batch.")
+    ] = 10_000,
+    linger: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            help="CSV/NDJSON: send a batch at most this many seconds after its first line arrived.",
+        ),
+    ] = 0.1,
+    gateway: Annotated[
+        str | None,
+        typer.Option(
+            help="Gateway URL (default: $STREAMKIT_GATEWAY or grpc://localhost:8815).",
+            show_default=False,
+        ),
+    ] = None,
+    token: Annotated[
+        str | None,
+        typer.Option(help="Bearer token (default: $STREAMKIT_TOKEN).", show_default=False),
+    ] = None,
+    tls_ca: Annotated[
+        Path | None, typer.Option(help="CA certificate to verify a grpc+tls:// gateway.")
+    ] = None,
+) -> None:
+    sent = _Sent()
+    code = 0
+    try:
+        tenant, dataset = parse_target(target)
+        fmt = _resolve_format(format, source)
+        with _open(source) as stream, GatewayClient(gateway, token=token, tls_ca=tls_ca) as client:
+            batches = (
+                _arrow_batches(stream)
+                if fmt is InputFormat.arrow
+                else _text_batches(stream, fmt, batch_rows, linger)
+            )
+            _send(client, tenant, dataset, batches, sent)
+    except ClientError as exc:
+        typer.echo(f"streamkit: {exc.message}", err=True)
+        code = exc.exit_code
+    except KeyboardInterrupt:
+        typer.echo("streamkit: interrupted; what was sent stays published", err=True)
+        code = EXIT_INTERRUPTED
+    except Exception as exc:  # a bug, but still one line rather than a traceback
+        typer.echo(f"streamkit: unexpected error: {unexpected(exc)}", err=True)
+        code = EXIT_ERROR
+    typer.echo(f"published {sent.rows:,} rows in {sent.batches:,} batches to {target}", err=True)
+    if code:
+        raise typer.Exit(code)
+
+
+publish.__doc__ = HELP
+
+
+class _Sent:
+    rows = 0
+    batches = 0
+
+
+def _resolve_format(given: InputFormat | None, source: str) -> InputFormat:
+    if given is not None:
+        return given
+    if source == "-":
+        return InputFormat.ndjson
+    path = Path(source)
+    suffixes = [s.lower() for s in path.suffixes]
+    for suffix in reversed(suffixes):
+        if suffix in EXTENSIONS:
+            return EXTENSIONS[suffix]
+    raise ClientError(
+        f"cannot tell the format of {path.name!r} from its extension; use --format", EXIT_USAGE
+    )
+
+
+class _open:
+    """stdin (binary) for ``-``, else the file, closed afterwards."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.handle: BinaryIO | None = None
+
+    def __enter__(self) -> BinaryIO:
+        if self.source == "-":
+            return sys.stdin.buffer
+        try:
+            self.handle = open(self.source, "rb")
+        except OSError as exc:
+            raise ClientError(f"cannot read {self.source}: {exc.strerror}", EXIT_ERROR) from None
+        return self.handle
+
+    def __exit__(self, *exc: object) -> None:
+        if self.handle is not None:
+            self.handle.close()
+
+
+def _send(
+    client: GatewayClient,
+    tenant: str,
+    dataset: str,
+    batches: Iterator[pa.RecordBatch],
+    sent: _Sent,
+) -> None:
+    """One DoPut, opened with the first batch's schema; each batch written as it comes."""
+    writer = None
+    try:
+        for batch in batches:
+            if batch.num_rows == 0:
+                continue
+            with client.errors():
+                if writer is None:
+                    writer = client.publish(tenant, dataset, batch.schema)
+                writer.write_batch(batch)
+            sent.rows += batch.num_rows
+            sent.batches += 1
+    except KeyboardInterrupt:
+        _finish(client, writer)
+        raise
+    except BaseException:
+        if writer is not None:
+            with contextlib.suppress(Exception):  # the first error is the one to report
+                writer.close()
+        raise
+    _finish(client, writer)
+
+
+def _finish(client: GatewayClient, writer: object) -> None:
+    if writer is None:
+        return
+    with client.errors():
+        writer.done_writing()
+        writer.close()
+
+
+def _arrow_batches(stream: BinaryIO) -> Iterator[pa.RecordBatch]:
+    try:
+        reader = pa.ipc.open_stream(stream)
+    except pa.ArrowInvalid as exc:
+        raise ClientError(f"the input is not an Arrow IPC stream: {exc}", EXIT_INVALID) from None
+    while True:
+        try:
+            yield reader.read_next_batch()
+        except StopIteration:
+            return
+        except pa.ArrowInvalid as exc:
+            raise ClientError(f"bad Arrow IPC input: {exc}", EXIT_INVALID) from None
+
+
+def _text_batches(
+    stream: BinaryIO, fmt: InputFormat, batch_rows: int, linger: float
+) -> Iterator[pa.RecordBatch]:
+    parser = _CsvParser() if fmt is InputFormat.csv else _JsonParser()
+    for lines in _line_groups(stream, batch_rows, linger):
+        yield from parser.parse(lines)
+
+
+def _line_groups(stream: BinaryIO, max_lines: int, linger: float) -> Iterator[bytes]:
+    """Whole lines, grouped: a group ends after ``max_lines`` lines (or 16 MB), ``linger``
+    seconds after its first line arrived, or at the end of the input."""
+    chunks: queue.Queue[bytes | None] = queue.Queue(maxsize=64)
+    failure: list[BaseException] = []
+    threading.Thread(
+        target=_read_lines, args=(stream, chunks, failure), name="publish-reader", daemon=True
+    ).start()
+    pending: list[bytes] = []
+    lines = size = 0
+    due = 0.0
+    while True:
+        wait = max(due - time.monotonic(), 0.0) if pending else 0.5
+        try:
+            chunk = chunks.get(timeout=wait)
+        except queue.Empty:
+            if pending:
+                yield b"".join(pending)
+                pending, lines, size = [], 0, 0
+            continue
+        if chunk is _EOF:
+            if failure:
+                raise ClientError(f"cannot read the input: {failure[0]}", EXIT_ERROR)
+            if pending:
+                yield b"".join(pending)
+            return
+        if not pending:
+            due = time.monotonic() + linger
+        pending.append(chunk)
+        lines += chunk.count(b"\n")
+        size += len(chunk)
+        if lines >= max_lines or size >= MAX_BATCH_BYTES:
+            data = b"".join(pending)
+            while lines >= max_lines:
+                cut = _after_line(data, max_lines)
+                yield data[:cut]
+                data, lines = data[cut:], lines - max_lines
+            if size >= MAX_BATCH_BYTES and data:
+                yield data
+                data, lines = b"", 0
+            pending, size = ([data], len(data)) if data else ([], 0)
+            due = time.monotonic() + linger
+
+
+def _after_line(data: bytes, n: int) -> int:
+    """The offset just after the ``n``-th newline of ``data`` (which has at least ``n``)."""
+    at = -1
+    for _ in range(n):
+        at = data.index(b"\n", at + 1)
+    return at + 1
+
+
+def _read_lines(stream: BinaryIO, out: queue.Queue, failure: list[BaseException]) -> None:
+    """Hand over complete lines as soon as a read returns them (a pipe returns what is there)."""
+    partial = b""
+    read = getattr(stream, "read1", stream.read)
+    try:
+        while True:
+            data = read(READ_BYTES)
+            if not data:
+                break
+            data = partial + data
+            cut = data.rfind(b"\n") + 1
+            partial = data[cut:]
+            if cut:
+                out.put(data[:cut])
+        if partial.strip():
+            out.put(partial + b"\n")
+    except (OSError, ValueError) as exc:
+        failure.append(exc)
+    finally:
+        out.put(_EOF)
+
+
+class _JsonParser:
+    """NDJSON lines to batches; the first batch's inferred schema is imposed on the rest."""
+
+    def __init__(self) -> None:
+        self.schema: pa.Schema | None = None
+
+    def parse(self, data: bytes) -> list[pa.RecordBatch]:
+        if not data.strip():
+            return []
+        options = pjson.ParseOptions(newlines_in_values=False)
+        if self.schema is not None:
+            options = pjson.ParseOptions(
+                explicit_schema=self.schema, unexpected_field_behavior="error"
+            )
+        try:
+            table = pjson.read_json(
+                io.BytesIO(data),
+                read_options=pjson.ReadOptions(block_size=max(len(data), 1 << 20)),
+                parse_options=options,
+            )
+        except pa.ArrowInvalid as exc:
+            raise ClientError(_parse_error("NDJSON", exc, self.schema), EXIT_INVALID) from None
+        if self.schema is None:
+            self.schema = _settled(table.schema)
+        table = _cast(table, self.schema)
+        return table.combine_chunks().to_batches()
+
+
+class _CsvParser:
+    """CSV lines to batches; the header is the first line, the first batch fixes the types."""
+
+    def __init__(self) -> None:
+        self.header: bytes | None = None
+        self.schema: pa.Schema | None = None
+
+    def parse(self, data: bytes) -> list[pa.RecordBatch]:
+        if self.header is None:
+            cut = data.find(b"\n") + 1
+            self.header, data = data[:cut], data[cut:]
+        if not data.strip():
+            return []
+        convert = pcsv.ConvertOptions()
+        if self.schema is not None:
+            convert = pcsv.ConvertOptions(column_types={f.name: f.type for f in self.schema})
+        try:
+            table = pcsv.read_csv(
+                io.BytesIO(self.header + data),
+                read_options=pcsv.ReadOptions(
+                    block_size=max(len(data) + len(self.header), 1 << 20)
+                ),
+                convert_options=convert,
+            )
+        except pa.ArrowInvalid as exc:
+            raise ClientError(_parse_error("CSV", exc, self.schema), EXIT_INVALID) from None
+        if self.schema is None:
+            self.schema = _settled(table.schema)
+        table = _cast(table, self.schema)
+        return table.combine_chunks().to_batches()
+
+
+def _settled(schema: pa.Schema) -> pa.Schema:
+    """Columns that were all null in the first batch can still hold text later."""
+    return pa.schema([f.with_type(pa.string()) if pa.types.is_null(f.type) else f for f in schema])
+
+
+def _cast(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    if table.schema.equals(schema):
+        return table
+    if table.schema.names != schema.names:
+        raise ClientError(
+            f"the input's columns changed: {', '.join(table.schema.names)}"
+            f" (the first batch had {', '.join(schema.names)})",
+            EXIT_INVALID,
+        )
+    try:
+        return table.cast(schema)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        raise ClientError(_parse_error("input", exc, schema), EXIT_INVALID) from None
+
+
+def _parse_error(what: str, exc: BaseException, schema: pa.Schema | None) -> str:
+    reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    if schema is None:
+        return f"cannot parse the {what}: {reason}"
+    return f"a line does not fit the schema of the first batch: {reason}"
