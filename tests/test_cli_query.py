@@ -5,6 +5,7 @@ from __future__ import annotations
 import decimal
 import io
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -17,7 +18,7 @@ import pyarrow.csv as pcsv
 import pyarrow.flight as flight
 import pyarrow.parquet as pq
 import pytest
-from conftest import REPO, running_gateway
+from conftest import REPO, running_connector, running_gateway, wait_for
 from typer.testing import CliRunner
 
 from streamkit.cli import app
@@ -588,3 +589,139 @@ def test_binary_formats_refuse_a_terminal(gw: str) -> None:
     )
     assert code == EXIT_USAGE
     assert "not writing binary arrow to a terminal" in terminal
+
+
+# --- query --follow -------------------------------------------------------------------------
+
+FOLLOW_SCHEMA = pa.schema([("seq", pa.int64()), ("value", pa.float64())])
+
+
+def follow_batch(start: int, rows: int = 3) -> pa.RecordBatch:
+    return pa.record_batch(
+        [pa.array(range(start, start + rows), pa.int64()), pa.array([0.5] * rows)],
+        schema=FOLLOW_SCHEMA,
+    )
+
+
+def put(url: str, dataset: str, *batches: pa.RecordBatch) -> None:
+    with flight.connect(url) as client:
+        writer, _ = client.do_put(flight.FlightDescriptor.for_path("t", dataset), FOLLOW_SCHEMA)
+        for batch in batches:
+            writer.write_batch(batch)
+        writer.close()
+
+
+@pytest.fixture
+def live_gateway(tmp_path: Path) -> Iterator[str]:
+    root = tmp_path / "root"
+    root.mkdir()
+    with (
+        running_connector(root) as connector,
+        running_gateway({"t": f"grpc://127.0.0.1:{connector.port}"}) as gateway,
+    ):
+        try:
+            yield gateway.flight_url
+        finally:
+            connector.stop()  # ends followed streams first, so the gateway can stop
+
+
+class Lines:
+    """stdout of a process, line by line, collected in a thread."""
+
+    def __init__(self, proc: subprocess.Popen) -> None:
+        self.proc = proc
+        self.lines: list[str] = []
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line)
+
+    def wait(self, count: int, timeout: float = 20.0) -> list[str]:
+        wait_for(lambda: len(self.lines) >= count, timeout, f"{count} lines on stdout")
+        return self.lines
+
+
+def start_follow(url: str, *args: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "streamkit", "query", "t/feed", "--follow", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, "STREAMKIT_GATEWAY": url, "STREAMKIT_TOKEN": ""},
+    )
+
+
+def stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait(10)
+    for stream in (proc.stdout, proc.stderr):
+        if stream:
+            stream.close()
+
+
+def test_follow_prints_history_then_new_rows_as_they_come(live_gateway):
+    put(live_gateway, "feed", follow_batch(0), follow_batch(3))
+    proc = start_follow(live_gateway, "--format", "ndjson")
+    try:
+        out = Lines(proc)
+        lines = out.wait(6)
+        assert [json.loads(line)["seq"] for line in lines] == list(range(6))
+        put(live_gateway, "feed", follow_batch(6))
+        lines = out.wait(9)
+        assert [json.loads(line)["seq"] for line in lines] == list(range(9))
+        assert proc.poll() is None  # still following
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(20) == EXIT_INTERRUPTED
+        assert proc.stderr is not None and proc.stderr.read() == ""  # Ctrl-C ends quietly
+    finally:
+        stop(proc)
+
+
+def test_follow_csv_from_end_prints_the_header_once(live_gateway):
+    put(live_gateway, "feed", follow_batch(0))
+    proc = start_follow(live_gateway, "--from", "end")
+    try:
+        out = Lines(proc)
+        out.wait(1)  # the header comes at once, before any row
+        put(live_gateway, "feed", follow_batch(3))
+        put(live_gateway, "feed", follow_batch(6))
+        lines = out.wait(7)
+        assert lines[0].strip() == '"seq","value"'
+        assert [int(line.split(",")[0]) for line in lines[1:]] == list(range(3, 9))
+    finally:
+        stop(proc)
+
+
+def test_follow_into_a_closed_pipe_ends_quietly(live_gateway):
+    put(live_gateway, "feed", follow_batch(0))
+    proc = start_follow(live_gateway, "--format", "ndjson")
+    try:
+        assert proc.stdout is not None
+        assert json.loads(proc.stdout.readline())["seq"] == 0  # like ``| head -1``
+        proc.stdout.close()
+
+        # The next batch finds the pipe closed: exit 0, nothing on stderr.
+        def ended() -> bool:
+            put(live_gateway, "feed", follow_batch(100))
+            return proc.poll() is not None
+
+        wait_for(ended, 20, "the follower to end")
+        assert proc.returncode == 0
+        assert proc.stderr is not None and proc.stderr.read() == ""
+    finally:
+        stop(proc)
+
+
+def test_follow_option_errors():
+    runner = CliRunner()
+    done = runner.invoke(app, ["query", "t/x", "--from", "end", "--gateway", "127.0.0.1:1"])
+    assert done.exit_code == EXIT_USAGE
+    done = runner.invoke(
+        app, ["query", "t/x", "--follow", "--format", "parquet", "--gateway", "127.0.0.1:1"]
+    )
+    assert done.exit_code == EXIT_USAGE

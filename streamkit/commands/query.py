@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+import queue
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, BinaryIO
+from typing import Annotated, Any, BinaryIO
 
 import typer
 
@@ -35,11 +40,28 @@ from streamkit.query import Query
 
 PREVIEW_ROWS = 100
 
+
+class FollowFrom(StrEnum):
+    start = "start"
+    end = "end"
+
+
+class OnLag(StrEnum):
+    error = "error"
+    skip = "skip"
+
+
 HELP = f"""Stream TENANT/DATASET as table, CSV, JSON, NDJSON, Parquet or Arrow.
 
 Data goes to stdout (or --output FILE), batch by batch: the first rows arrive before the \
 last, and memory stays bounded whatever the dataset size. Progress goes to stderr when it \
 is a terminal. The default format is a table preview on a terminal, CSV when piped.
+
+--follow (live datasets and growing files): print the existing rows (or none, with --from \
+end), then each new batch as it arrives, flushed, like tail -f; CSV (header once) unless \
+--format says ndjson, json or arrow. It runs until Ctrl-C, which ends it quietly with exit \
+130; a closed pipe (| head) ends it with exit 0. A reader that falls too far behind is \
+disconnected (exit 4), or with --on-lag skip jumps ahead with a note on stderr.
 
 {EXIT_CODES_HELP}
 """
@@ -82,9 +104,40 @@ def query(
     tls_ca: Annotated[
         Path | None, typer.Option(help="CA certificate to verify a grpc+tls:// gateway.")
     ] = None,
+    follow: Annotated[
+        bool,
+        typer.Option(
+            "--follow",
+            "-F",
+            help="Live: after the existing rows, print new rows as they arrive (like tail -f)"
+            " until Ctrl-C (exit 130).",
+        ),
+    ] = False,
+    start: Annotated[
+        FollowFrom | None,
+        typer.Option("--from", help="With --follow: start (history first, default) or end."),
+    ] = None,
+    on_lag: Annotated[
+        OnLag | None,
+        typer.Option(
+            help="With --follow, when this reader falls behind: error (exit 4, default) or"
+            " skip ahead (a note on stderr says how many rows were missed)."
+        ),
+    ] = None,
 ) -> None:
     to_stdout = output is None or str(output) == "-"
+    if (start or on_lag) and not follow:
+        typer.echo("streamkit: --from and --on-lag need --follow", err=True)
+        raise typer.Exit(EXIT_USAGE)
+    if follow and not to_stdout:
+        typer.echo("streamkit: --follow writes to stdout; redirect it to a file", err=True)
+        raise typer.Exit(EXIT_USAGE)
     fmt = _resolve_format(format, None if to_stdout else output)
+    if follow and fmt is Format.table:
+        fmt = Format.csv  # followed rows are printed as they come: CSV text, header once
+    if follow and fmt is Format.parquet:
+        typer.echo("streamkit: --follow cannot write parquet (it ends only at the end)", err=True)
+        raise typer.Exit(EXIT_USAGE)
     if fmt in (Format.arrow, Format.parquet) and to_stdout and sys.stdout.isatty():
         typer.echo(
             f"streamkit: not writing binary {fmt.value} to a terminal; pipe it or use --output",
@@ -101,12 +154,17 @@ def query(
             tenant=tenant,
             columns=tuple(wanted) if wanted else None,
             limit=limit,
+            follow=follow or None,
+            from_=start.value if start else None,
+            on_lag=on_lag.value if on_lag else None,
         )
         with (
             GatewayClient(gateway, token=token, tls_ca=tls_ca) as client,
             _sink(None if to_stdout else output) as sink,
         ):
-            if fmt is Format.table:
+            if follow:
+                _follow(client, q, fmt, sink)
+            elif fmt is Format.table:
                 _preview(client, q, sink)
             else:
                 _stream(client, q, fmt, sink)
@@ -117,7 +175,8 @@ def query(
         silence_stdout()
         raise typer.Exit(0) from None
     except KeyboardInterrupt:
-        typer.echo("streamkit: interrupted", err=True)
+        if not follow:  # Ctrl-C is how a follow ends: quietly, with exit 130
+            typer.echo("streamkit: interrupted", err=True)
         raise typer.Exit(EXIT_INTERRUPTED) from None
     except Exception as exc:  # a bug, but still one line rather than a traceback
         typer.echo(f"streamkit: unexpected error: {unexpected(exc)}", err=True)
@@ -125,6 +184,66 @@ def query(
 
 
 query.__doc__ = HELP
+
+
+def _follow(client: GatewayClient, q: Query, fmt: Format, sink: BinaryIO) -> None:
+    """Print each batch as it arrives, flushed, until the stream ends or Ctrl-C.
+
+    Chunks are read in a thread so Ctrl-C reaches the main thread at once; the bounded
+    queue keeps a slow stdout pushing back on the stream (and so on the follower's queue).
+    """
+    _, reader = client.open(q)
+    chunks: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=4)
+
+    def read() -> None:
+        try:
+            while True:
+                chunks.put(("chunk", reader.read_chunk()))
+        except StopIteration:
+            chunks.put(("end", None))
+        except BaseException as exc:
+            chunks.put(("error", exc))
+
+    threading.Thread(target=read, name="follow-reader", daemon=True).start()
+    writer = None
+    try:
+        with client.errors():
+            writer = make_writer(fmt, sink, reader.schema)
+            while True:
+                try:
+                    kind, item = chunks.get(timeout=0.5)
+                except queue.Empty:
+                    continue
+                if kind == "end":
+                    break
+                if kind == "error":
+                    raise item
+                if item.app_metadata:
+                    _note_skipped(item.app_metadata.to_pybytes())
+                if item.data is not None and item.data.num_rows:
+                    writer.write(item.data)
+    except KeyboardInterrupt:
+        reader.cancel()
+        if writer is not None:
+            with contextlib.suppress(OSError, ValueError):
+                writer.close()
+        raise
+    except BaseException:
+        reader.cancel()
+        raise
+    writer.close()
+
+
+def _note_skipped(metadata: bytes) -> None:
+    try:
+        skipped = int(json.loads(metadata).get("skipped", 0))
+    except (ValueError, AttributeError, TypeError):
+        return
+    if skipped:
+        typer.echo(
+            f"streamkit: skipped {skipped:,} rows (this reader fell behind the live dataset)",
+            err=True,
+        )
 
 
 def _resolve_format(given: Format | None, output: Path | None) -> Format:
