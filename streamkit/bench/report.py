@@ -53,12 +53,90 @@ def build(
         "speedup_vs_reference": {n: round(s / REFERENCE_MB_S, 2) for n, s in speeds.items()},
         "concurrency": concurrency.to_json() if concurrency else None,
         "peak_rss_bytes": peak_rss,
-        "machine": {
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            "pyarrow": pa.__version__,
-            "platform": platform.platform(),
-        },
+        "machine": _machine(),
+    }
+
+
+def build_live(
+    *,
+    cells: list[dict[str, Any]],
+    seconds: float,
+    aim: dict[str, Any],
+    aim_met: bool | None,
+    urls: dict[str, str],
+) -> dict[str, Any]:
+    return {
+        "mode": "live",
+        "seconds_per_cell": seconds,
+        "cells": cells,
+        "aim": {**aim, "met": aim_met},
+        "urls": urls,
+        "machine": _machine(),
+    }
+
+
+def render_live(report: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=120)
+    console.print(
+        "[bold]streamkit bench --live[/]  latency from DoPut at a producer to arrival at"
+        f" followers through the gateway, {report['seconds_per_cell']:g} s per cell"
+    )
+    table = Table(header_style="bold")
+    for column in (
+        "batches/s",
+        "followers",
+        "sent",
+        "sent/s",
+        "received",
+        "lost",
+        "p50",
+        "p99",
+        "max",
+        "errors",
+    ):
+        table.add_column(column, justify="right")
+    for cell in report["cells"]:
+        table.add_row(
+            f"{cell['rate_per_s']:,}",
+            f"{cell['followers']:,}",
+            f"{cell['sent']:,}",
+            "-" if cell["sent_per_s"] is None else f"{cell['sent_per_s']:,.0f}",
+            f"{cell['received']:,}",
+            f"{cell['lost']:,}",
+            _ms(cell["p50_ms"]),
+            _ms(cell["p99_ms"]),
+            _ms(cell["max_ms"]),
+            f"[red]{cell['error_count']}[/]" if cell["error_count"] else "0",
+        )
+    console.print(table)
+    for cell in report["cells"]:
+        for message in cell["errors"]:
+            console.print(
+                f"  [red]error[/] ({cell['rate_per_s']}/s, {cell['followers']}): {message}"
+            )
+    aim = report["aim"]
+    verdict = {True: "[green]met[/]", False: "[red]not met[/]", None: "not measured"}
+    console.print(
+        f"aim: p99 < {aim['p99_ms']:g} ms at {aim['rate_per_s']:,} batches/s with"
+        f" {aim['followers']} followers: {verdict[aim['met']]}"
+    )
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.1f} ms"
+
+
+def _machine() -> dict[str, Any]:
+    return {
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "pyarrow": pa.__version__,
+        "platform": platform.platform(),
     }
 
 

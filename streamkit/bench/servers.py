@@ -117,19 +117,25 @@ class PeakRss:
 class Servers:
     """Baseline, connector and gateway over ``data_dir``; ``stop()`` is safe to call twice."""
 
-    def __init__(self, data_dir: Path, data_file: Path, workdir: Path) -> None:
+    def __init__(self, data_dir: Path, data_file: Path | None, workdir: Path) -> None:
+        """``data_file`` None: no baseline server (``bench --live`` needs none)."""
         self.processes: list[ServerProcess] = []
         self.data_dir, self.data_file, self.workdir = data_dir, data_file, workdir
         self.baseline_url = self.connector_url = self.gateway_url = self.http_url = ""
         self.tenant = "bench"
 
     def start(self) -> Servers:
-        baseline = self._spawn("baseline", ["-m", "streamkit.bench.baseline", str(self.data_file)])
+        baseline = None
+        if self.data_file is not None:
+            baseline = self._spawn(
+                "baseline", ["-m", "streamkit.bench.baseline", str(self.data_file)]
+            )
         connector = self._spawn(
             "connector",
             ["-m", "streamkit", "connector", "serve", str(self.data_dir), "--port", "0"],
         )
-        self.baseline_url = baseline.wait_for(_BASELINE)
+        if baseline is not None:
+            self.baseline_url = baseline.wait_for(_BASELINE)
         self.connector_url = connector.wait_for(_CONNECTOR)
         config = self.workdir / "streamkit.toml"
         config.write_text(

@@ -67,9 +67,36 @@ def bench(
     tls_ca: Annotated[
         Path | None, typer.Option(help="With --gateway: CA certificate of a TLS gateway.")
     ] = None,
+    live: Annotated[
+        bool,
+        typer.Option(
+            "--live",
+            help="Measure live latency instead: DoPut at a producer to arrival at followers"
+            " through the gateway (its own connector and gateway processes).",
+        ),
+    ] = False,
+    live_rates: Annotated[
+        str, typer.Option(help="With --live: batches per second to measure, comma-separated.")
+    ] = "1,100,1000",
+    live_followers: Annotated[
+        str, typer.Option(help="With --live: follower counts to measure, comma-separated.")
+    ] = "1,50",
+    live_seconds: Annotated[
+        float, typer.Option(min=0.1, help="With --live: seconds of sending per cell.")
+    ] = 2.5,
 ) -> None:
     try:
-        if gateway is None:
+        if live:
+            if gateway is not None:
+                raise ClientError(
+                    "--live starts its own servers; it does not take --gateway", EXIT_USAGE
+                )
+            body = _live(
+                _ints(live_rates, "--live-rates"),
+                _ints(live_followers, "--live-followers"),
+                live_seconds,
+            )
+        elif gateway is None:
             body = _local(parse_size(size), runs, clients, client_rows)
         else:
             creds = measure.Credentials(
@@ -91,6 +118,14 @@ def bench(
     except Exception as exc:  # a bug, but still one line rather than a traceback
         typer.echo(f"streamkit: bench: unexpected error: {unexpected(exc)}", err=True)
         raise typer.Exit(EXIT_ERROR) from None
+    if live:
+        if as_json:
+            print(json.dumps(body, indent=2))
+        else:
+            report.render_live(body)
+        if any(cell["error_count"] for cell in body["cells"]):
+            raise typer.Exit(EXIT_ERROR)
+        return
     if as_json:
         print(json.dumps(body, indent=2))
     else:
@@ -111,8 +146,64 @@ Everything started is stopped and removed, also on Ctrl-C.
 
 With --gateway URL --dataset TENANT/DATASET: measure that deployment instead.
 
+With --live: start a connector and a gateway, and measure the latency from a producer's \
+DoPut to the arrival at followers through the gateway (p50/p99) for each --live-rates \
+(batches per second) and --live-followers combination, --live-seconds each.
+
 {EXIT_CODES_HELP}
 """
+
+
+def _ints(text: str, option: str) -> list[int]:
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        values = []
+    if not values or any(v <= 0 for v in values):
+        raise ValueError(f"{option} takes positive whole numbers, e.g. 1,100,1000")
+    return values
+
+
+def _live(rates: list[int], followers: list[int], seconds: float) -> dict[str, Any]:
+    from streamkit.bench import live as live_bench
+
+    cells: list[dict[str, Any]] = []
+    with (
+        _terminate_as_interrupt(),
+        _Progress() as progress,
+        tempfile.TemporaryDirectory(prefix="streamkit-bench-live-") as tmp,
+    ):
+        work = Path(tmp)
+        root = work / "root"
+        root.mkdir()
+        progress.say("starting connector and gateway")
+        servers = Servers(root, None, work)
+        try:
+            servers.start()
+            total = len(rates) * len(followers)
+            progress.say("live latency", total=total)
+            for count in followers:
+                for rate in rates:
+                    progress.say(f"{rate}/s to {count} follower(s)", total=None)
+                    dataset = f"bench/live-{rate}-{count}"
+                    cell = live_bench.run_cell(
+                        servers.gateway_url, servers.tenant, dataset, rate, count, seconds
+                    )
+                    cells.append(cell.to_json())
+            logs = {p.name: p.stderr.splitlines()[-5:] for p in servers.processes}
+        finally:
+            progress.say("stopping servers")
+            servers.stop()
+    body = report.build_live(
+        cells=cells,
+        seconds=seconds,
+        aim=live_bench.AIM,
+        aim_met=live_bench.aim_met(cells),
+        urls={"gateway_flight": servers.gateway_url, "connector_flight": servers.connector_url},
+    )
+    if any(cell["error_count"] for cell in cells):
+        body["server_logs"] = logs
+    return body
 
 
 def _local(size: int, runs: int, clients: int, client_rows: int | None) -> dict[str, Any]:

@@ -1,0 +1,228 @@
+"""``bench --live``: latency from a producer's DoPut to the arrival at followers.
+
+For each cell (a rate in batches per second and a number of followers), followers open
+``follow`` streams from the end of a fresh live dataset through the gateway; the producer
+sends warm-up batches until every follower has one, then one-row batches carrying their
+send time (``time.time_ns``, the same clock in every process of this machine) at the given
+rate for the given seconds. Each follower records ``now - sent`` for each batch it receives.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.flight as flight
+
+from streamkit import errors
+
+SCHEMA = pa.schema([("seq", pa.int64()), ("sent_ns", pa.int64())])
+WARMUP_INTERVAL_S = 0.02
+READY_TIMEOUT_S = 20.0
+DRAIN_TIMEOUT_S = 3.0
+AIM = {"rate_per_s": 1000, "followers": 50, "p99_ms": 20.0}
+
+
+@dataclass
+class CellResult:
+    rate: int
+    followers: int
+    seconds: float
+    sent: int = 0
+    send_seconds: float = 0.0
+    received: int = 0
+    latencies_ms: list[float] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        lat = sorted(self.latencies_ms)
+        expected = self.sent * self.followers
+        return {
+            "rate_per_s": self.rate,
+            "followers": self.followers,
+            "seconds": self.seconds,
+            "sent": self.sent,
+            "sent_per_s": round(self.sent / self.send_seconds, 1) if self.send_seconds else None,
+            "expected": expected,
+            "received": self.received,
+            "lost": expected - self.received,
+            "p50_ms": _round(_percentile(lat, 50)),
+            "p99_ms": _round(_percentile(lat, 99)),
+            "max_ms": _round(lat[-1] if lat else None),
+            "mean_ms": _round(statistics.fmean(lat) if lat else None),
+            "errors": self.errors[:5],
+            "error_count": len(self.errors),
+        }
+
+
+def _percentile(values: list[float], pct: float) -> float | None:
+    if not values:
+        return None
+    index = min(len(values) - 1, max(0, round(pct / 100 * len(values) + 0.5) - 1))
+    return values[index]
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
+
+
+class _Follower:
+    """One follow stream through the gateway, read in its own thread."""
+
+    def __init__(self, url: str, tenant: str, dataset: str, headers: list) -> None:
+        self.client = flight.connect(url)
+        ticket = {"tenant": tenant, "dataset": dataset, "follow": True, "from": "end"}
+        self.reader = self.client.do_get(
+            flight.Ticket(json.dumps(ticket).encode()), flight.FlightCallOptions(headers=headers)
+        )
+        self.ready = threading.Event()
+        self.latencies_ns: list[int] = []
+        self.error: str | None = None
+        self.stopping = False
+        self.thread = threading.Thread(target=self._run, name="live-follower", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            while True:
+                try:
+                    chunk = self.reader.read_chunk()
+                except StopIteration:
+                    return
+                now = time.time_ns()
+                data = chunk.data
+                if data is None or not data.num_rows:
+                    continue
+                self.ready.set()
+                seqs = data.column(0)
+                sent = data.column(1)
+                for i in range(data.num_rows):
+                    if seqs[i].as_py() >= 0:
+                        self.latencies_ns.append(now - sent[i].as_py())
+        except flight.FlightError as exc:
+            if not self.stopping:
+                self.error = errors.clean_message(exc)
+        finally:
+            self.ready.set()
+
+    def stop(self) -> None:
+        self.stopping = True
+        self.reader.cancel()
+        self.thread.join(5)
+        self.client.close()
+
+
+def run_cell(
+    url: str,
+    tenant: str,
+    dataset: str,
+    rate: int,
+    followers: int,
+    seconds: float,
+    headers: list | None = None,
+) -> CellResult:
+    """Measure one cell; the dataset should be new (followers start from its end)."""
+    headers = headers or []
+    result = CellResult(rate, followers, seconds)
+    options = flight.FlightCallOptions(headers=headers)
+    producer = flight.connect(url)
+    followers_list: list[_Follower] = []
+    writer = None
+    try:
+        writer, _ = producer.do_put(
+            flight.FlightDescriptor.for_path(tenant, dataset), SCHEMA, options
+        )
+        # Create the dataset, so followers can open it.
+        writer.write_batch(_batch(-1))
+        _wait_until_listed(producer, tenant, dataset, options)
+        followers_list = _open_followers(url, tenant, dataset, followers, headers)
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while not all(f.ready.is_set() for f in followers_list):
+            if time.monotonic() > deadline:
+                raise RuntimeError("followers did not receive the warm-up batches in time")
+            writer.write_batch(_batch(-1))
+            time.sleep(WARMUP_INTERVAL_S)
+        count = max(1, round(rate * seconds))
+        started = time.perf_counter()
+        for seq in range(count):
+            due = started + seq / rate
+            pause = due - time.perf_counter()
+            if pause > 0:
+                time.sleep(pause)
+            writer.write_batch(_batch(seq))
+        result.send_seconds = time.perf_counter() - started
+        result.sent = count
+        deadline = time.monotonic() + DRAIN_TIMEOUT_S
+        while time.monotonic() < deadline and any(
+            len(f.latencies_ns) < count and f.error is None for f in followers_list
+        ):
+            time.sleep(0.01)
+    except flight.FlightError as exc:
+        result.errors.append(f"producer: {errors.clean_message(exc)}")
+    finally:
+        for follower in followers_list:
+            follower.stop()
+        if writer is not None:
+            try:
+                writer.done_writing()
+                writer.close()
+            except flight.FlightError as exc:
+                result.errors.append(f"producer: {errors.clean_message(exc)}")
+        producer.close()
+    for follower in followers_list:
+        result.received += len(follower.latencies_ns)
+        result.latencies_ms.extend(ns / 1e6 for ns in follower.latencies_ns)
+        if follower.error:
+            result.errors.append(follower.error)
+    return result
+
+
+def _wait_until_listed(
+    client: flight.FlightClient, tenant: str, dataset: str, options: flight.FlightCallOptions
+) -> None:
+    """The first put has reached the connector once the dataset can be resolved."""
+    descriptor = flight.FlightDescriptor.for_path(tenant, dataset)
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while True:
+        try:
+            client.get_flight_info(descriptor, options)
+            return
+        except flight.FlightServerError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
+def _open_followers(
+    url: str, tenant: str, dataset: str, count: int, headers: list
+) -> list[_Follower]:
+    opened: list[_Follower] = []
+    try:
+        for _ in range(count):
+            opened.append(_Follower(url, tenant, dataset, headers))
+    except BaseException:
+        for follower in opened:
+            follower.stop()
+        raise
+    return opened
+
+
+def _batch(seq: int) -> pa.RecordBatch:
+    return pa.record_batch(
+        [pa.array([seq], pa.int64()), pa.array([time.time_ns()], pa.int64())], schema=SCHEMA
+    )
+
+
+def aim_met(cells: list[dict[str, Any]]) -> bool | None:
+    """Whether the issue's aim (p99 < 20 ms at 1,000/s with 50 followers) was met."""
+    for cell in cells:
+        if cell["rate_per_s"] == AIM["rate_per_s"] and cell["followers"] == AIM["followers"]:
+            if cell["p99_ms"] is None:
+                return False
+            return cell["p99_ms"] < AIM["p99_ms"] and cell["lost"] == 0 and not cell["errors"]
+    return None
