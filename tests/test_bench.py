@@ -259,3 +259,40 @@ def test_existing_gateway_with_a_token() -> None:
     report = json.loads(result.stdout)
     assert all(body["error"] is None for body in report["paths"].values())
     assert report["concurrency"]["errors"] == 0
+
+
+def test_live_bench_json_is_well_formed() -> None:
+    done = _bench(
+        "--live",
+        "--live-rates",
+        "5,50",
+        "--live-followers",
+        "1,3",
+        "--live-seconds",
+        "0.4",
+        "--json",
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["mode"] == "live"
+    assert report["seconds_per_cell"] == 0.4
+    cells = report["cells"]
+    assert [(c["rate_per_s"], c["followers"]) for c in cells] == [(5, 1), (50, 1), (5, 3), (50, 3)]
+    for cell in cells:
+        assert cell["sent"] == max(1, round(cell["rate_per_s"] * 0.4))
+        assert cell["expected"] == cell["sent"] * cell["followers"]
+        assert cell["received"] + cell["lost"] == cell["expected"]
+        assert cell["received"] == cell["expected"]  # none lost at these rates
+        assert 0 <= cell["p50_ms"] <= cell["p99_ms"] <= cell["max_ms"]
+        assert cell["errors"] == [] and cell["error_count"] == 0
+    assert report["aim"]["met"] is None  # 1,000/s with 50 followers was not measured
+    assert report["aim"]["p99_ms"] == 20.0
+    assert report["urls"]["gateway_flight"].startswith("grpc://")
+    assert report["machine"]["cpus"] >= 1
+
+
+def test_live_bench_usage_errors() -> None:
+    runner = CliRunner()
+    assert runner.invoke(app, ["bench", "--live", "--live-rates", "x"]).exit_code == EXIT_USAGE
+    done = runner.invoke(app, ["bench", "--live", "--gateway", "grpc://127.0.0.1:1"])
+    assert done.exit_code == EXIT_USAGE
