@@ -191,8 +191,11 @@ def print_summary(results: list[dict]) -> None:
         print(format_row(row))
     ws = [r for r in results if r["transport"] == "ws" and r["mode"] == "decode"]
     if ws:
-        best = max(ws, key=lambda r: r["mb_per_s"])
-        print(f"best WebSocket frame size: {best['frame_kb']} KB ({best['mb_per_s']} MB/s decode)")
+        best = max(ws, key=lambda r: r["mb_per_s_median"])
+        print(
+            f"best WebSocket frame size: {best['frame_kb']} KB "
+            f"({best['mb_per_s_median']} MB/s median decode)"
+        )
 
 
 def log(message: str) -> None:
