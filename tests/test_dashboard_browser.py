@@ -358,3 +358,22 @@ def test_downsampling_bounds_points_and_keeps_every_spike(page, demo):
     assert result["spikes"] == [170, 5_000_000, 9_999_990]
     assert result["ordered"]
     assert result["lastX"] >= 9_999_000
+
+
+def test_cancel_while_waiting_for_the_first_live_row(page, tmp_path):
+    (tmp_path / "quiet.jsonl").write_text('{"seq": 1}\n')
+    with running_gateway({"live": tmp_path}) as gateway:
+        open_dashboard(page, gateway, "live", "quiet")
+        page.check("#follow")
+        page.select_option("#follow-from", "end")
+        page.click("#run")
+        page.wait_for_selector("#state-label:has-text('Waiting for rows')")
+        page.click("#cancel")
+
+        assert wait_for_state(page, "cancelled", "done", "error") == "cancelled"
+        assert shown_rows(page) == 0
+        assert page.is_hidden("#error")
+        page.uncheck("#follow")
+        run_query(page, "ws")  # the socket is free again
+        assert wait_for_state(page, "done", "error") == "done"
+        assert shown_rows(page) == 1

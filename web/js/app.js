@@ -284,7 +284,7 @@ async function runQuery() {
     seconds: 0,
     state: "connecting",
     handle: null,
-    cancelRequested: false,
+    abort: new AbortController(),
     progressAt: null,
     progressTimer: null,
   };
@@ -292,7 +292,7 @@ async function runQuery() {
   state.batches = [];
   state.retained = true;
   // Send the request first; clear the views while its first bytes are on the way.
-  const opening = openStream(transport, request, connection);
+  const opening = openStream(transport, request, connection, run.abort.signal);
   clearError();
   el.run.disabled = true;
   el.cancel.disabled = false;
@@ -301,8 +301,7 @@ async function runQuery() {
   showProgress(run);
   try {
     run.handle = await opening;
-    if (run.cancelRequested) run.handle.cancel();
-    run.state = "streaming";
+    run.state = run.abort.signal.aborted ? "cancelling" : "streaming";
     const fields = describeFields(run.handle.reader.schema?.fields ?? []);
     if (fields.length) state.fields = fields; // the result's own schema (columns chosen)
     renderChartControls();
@@ -313,8 +312,12 @@ async function runQuery() {
     const outcome = await run.handle.finish();
     run.state = outcome.cancelled ? "cancelled" : "done";
   } catch (error) {
-    run.state = "error";
-    showError(error);
+    if (run.abort.signal.aborted && error.code === "cancelled") {
+      run.state = "cancelled";
+    } else {
+      run.state = "error";
+      showError(error);
+    }
   } finally {
     clearTimeout(run.progressTimer);
     run.bytes = run.handle ? run.handle.bytes() : 0;
@@ -388,12 +391,11 @@ function yieldToBrowser() {
 
 function cancelQuery() {
   const run = state.run;
-  if (!run || run.cancelRequested) return;
-  run.cancelRequested = true;
+  if (!run || run.abort.signal.aborted) return;
   run.state = "cancelling";
   showProgress(run);
   el.cancel.disabled = true;
-  run.handle?.cancel();
+  run.abort.abort();
 }
 
 /** Numbers of the last run, for people (the console) and for benchmarks. */

@@ -19,27 +19,27 @@ export function streamUrl({ tenant, dataset, columns, limit }) {
 }
 
 /**
- * Open a query. Resolves, once the schema is known, to a handle:
- * `reader` (async iterable of RecordBatch, `.schema`), `bytes()` received so far,
- * `skipped()` rows a live follower skipped, `cancel()`, and `finish()` → `{cancelled}`
- * after the reader is drained. Live (`follow`) queries need the WebSocket.
- * Rejects with a GatewayError (`code`, `message`) when the gateway refuses the query.
+ * Open a query. Resolves, once the schema is known, to a handle: `reader` (async iterable
+ * of RecordBatch, `.schema`), `bytes()` received so far, `skipped()` rows a live follower
+ * skipped, and `finish()` → `{cancelled}` after the reader is drained. Aborting `signal`
+ * cancels the query at any point, even before its schema arrives. Rejects with a
+ * GatewayError (`code`, `message`) when the gateway refuses the query.
+ * Live (`follow`) queries need the WebSocket.
  */
-export function openStream(transport, request, connection) {
+export function openStream(transport, request, connection, signal = new AbortController().signal) {
   return transport === TRANSPORT.WS
-    ? openWebSocket(request, connection)
-    : openHttp(request, connection?.token);
+    ? openWebSocket(request, connection, signal)
+    : openHttp(request, connection?.token, signal);
 }
 
-async function openHttp(request, token = null) {
-  const abort = new AbortController();
+async function openHttp(request, token, signal) {
   let bytes = 0;
-  let cancelled = false;
   let response;
   try {
     const headers = token ? { Authorization: `Bearer ${token}` } : {};
-    response = await fetch(streamUrl(request), { signal: abort.signal, cache: "no-store", headers });
+    response = await fetch(streamUrl(request), { signal, cache: "no-store", headers });
   } catch (error) {
+    if (signal.aborted) throw new GatewayError("cancelled", "cancelled before the first rows");
     throw new GatewayError("unavailable", `cannot reach the gateway: ${error.message}`);
   }
   if (!response.ok) throw await httpError(response);
@@ -52,16 +52,18 @@ async function openHttp(request, token = null) {
       },
     }),
   );
-  const reader = await (await RecordBatchReader.from(counted)).open();
+  let reader;
+  try {
+    reader = await (await RecordBatchReader.from(counted)).open();
+  } catch (error) {
+    if (signal.aborted) throw new GatewayError("cancelled", "cancelled before the first rows");
+    throw new GatewayError("interrupted", `the stream broke off: ${error.message}`);
+  }
   return {
-    reader: guard(reader, () => cancelled),
+    reader: guard(reader, () => signal.aborted),
     bytes: () => bytes,
     skipped: () => 0,
-    cancel() {
-      cancelled = true;
-      abort.abort();
-    },
-    finish: async () => ({ cancelled }),
+    finish: async () => ({ cancelled: signal.aborted }),
   };
 }
 
@@ -75,8 +77,10 @@ async function httpError(response) {
   return new GatewayError(`http_${response.status}`, `HTTP ${response.status} ${response.statusText}`);
 }
 
-async function openWebSocket(request, connection) {
+async function openWebSocket(request, connection, signal) {
   const { id, frames, end, skipped } = connection.startQuery(request);
+  // The gateway answers a cancel with the end-of-stream and an `end` saying cancelled.
+  signal.addEventListener("abort", () => connection.cancelQuery(id), { once: true });
   let bytes = 0;
   async function* counted() {
     for await (const frame of frames) {
@@ -93,7 +97,6 @@ async function openWebSocket(request, connection) {
     reader: guard(reader, () => false),
     bytes: () => bytes,
     skipped,
-    cancel: () => connection.cancelQuery(id),
     finish: async () => {
       const message = await end;
       return { cancelled: Boolean(message?.cancelled), end: message };
