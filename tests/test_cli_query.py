@@ -725,3 +725,40 @@ def test_follow_option_errors():
         app, ["query", "t/x", "--follow", "--format", "parquet", "--gateway", "127.0.0.1:1"]
     )
     assert done.exit_code == EXIT_USAGE
+
+
+def test_a_follower_that_falls_behind_exits_4(tmp_path, monkeypatch):
+    import functools
+
+    from streamkit.connector import live_streams
+    from streamkit.live import Follower
+
+    monkeypatch.setattr(live_streams, "Follower", functools.partial(Follower, capacity=2))
+    root = tmp_path / "root"
+    root.mkdir()
+    wide = pa.record_batch(
+        [pa.array(range(2000), pa.int64()), pa.array([0.5] * 2000)], schema=FOLLOW_SCHEMA
+    )
+    with (
+        running_connector(root) as connector,
+        running_gateway({"t": f"grpc://127.0.0.1:{connector.port}"}) as gateway,
+    ):
+        try:
+            put(gateway.flight_url, "feed", follow_batch(0))
+            proc = start_follow(gateway.flight_url, "--format", "ndjson")
+            try:
+                assert proc.stdout is not None
+                proc.stdout.readline()  # following; then stop reading stdout for a while
+                feed = connector.live.get("feed")
+                wait_for(lambda: feed.followers, 20, "the follower")
+                put(gateway.flight_url, "feed", *[wide] * 300)
+                wait_for(lambda: not feed.followers, 20, "the follower to be dropped")
+                Lines(proc)  # drain what was sent before the error
+                assert proc.wait(20) == EXIT_UNAVAILABLE
+                assert proc.stderr is not None
+                err = proc.stderr.read()
+                assert err.startswith("streamkit: lagging: ") and len(err.splitlines()) == 1
+            finally:
+                stop(proc)
+        finally:
+            connector.stop()
