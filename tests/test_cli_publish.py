@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -17,7 +18,7 @@ import pyarrow.flight as flight
 import pytest
 from conftest import REPO, running_connector, running_gateway, wait_for
 
-from streamkit.client import EXIT_INVALID
+from streamkit.client import EXIT_INTERRUPTED, EXIT_INVALID
 
 
 @pytest.fixture
@@ -208,3 +209,22 @@ def test_unknown_extension_is_a_usage_error(tmp_path):
     done = run_publish("t/x", str(path), "--gateway", "grpc://127.0.0.1:1")
     assert done.returncode == 2
     assert "use --format" in done.stderr.decode()
+
+
+def test_ctrl_c_keeps_what_was_sent(gateway):
+    def published() -> int:
+        try:
+            return read_back(gateway, "interrupted").num_rows
+        except flight.FlightError:
+            return 0
+
+    with publisher(gateway, "t/interrupted", "-", "--format", "ndjson") as proc:
+        assert proc.stdin is not None and proc.stderr is not None
+        proc.stdin.write(b'{"a": 1}\n{"a": 2}\n')
+        proc.stdin.flush()
+        wait_for(lambda: published() == 2, 20, "the rows to be published")
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(20) == EXIT_INTERRUPTED
+        err = proc.stderr.read().decode()
+        assert "published 2 rows in 1 batches" in err and "Fatal" not in err
+    assert published() == 2

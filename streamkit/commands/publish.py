@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import queue
 import sys
 import threading
@@ -298,7 +299,16 @@ def _after_line(data: bytes, n: int) -> int:
 def _read_lines(stream: BinaryIO, out: queue.Queue, failure: list[BaseException]) -> None:
     """Hand over complete lines as soon as a read returns them (a pipe returns what is there)."""
     partial = b""
-    read = getattr(stream, "read1", stream.read)
+    try:
+        # The raw descriptor: a daemon thread blocked here must hold no buffer lock, or
+        # the interpreter cannot finish after Ctrl-C.
+        fd = stream.fileno()
+
+        def read(size: int) -> bytes:
+            return os.read(fd, size)
+
+    except (OSError, ValueError, io.UnsupportedOperation):
+        read = getattr(stream, "read1", stream.read)
     try:
         while True:
             data = read(READ_BYTES)
