@@ -50,7 +50,7 @@ class CellResult:
             "sent_per_s": round(self.sent / self.send_seconds, 1) if self.send_seconds else None,
             "expected": expected,
             "received": self.received,
-            "lost": expected - self.received,
+            "lost": expected - self.received,  # not received within DRAIN_TIMEOUT_S of the end
             "p50_ms": _round(_percentile(lat, 50)),
             "p99_ms": _round(_percentile(lat, 99)),
             "max_ms": _round(lat[-1] if lat else None),

@@ -63,11 +63,13 @@ def build_live(
     seconds: float,
     aim: dict[str, Any],
     aim_met: bool | None,
+    drain_seconds: float,
     urls: dict[str, str],
 ) -> dict[str, Any]:
     return {
         "mode": "live",
         "seconds_per_cell": seconds,
+        "drain_seconds": drain_seconds,  # "lost": batches not at a follower this long after
         "cells": cells,
         "aim": {**aim, "met": aim_met},
         "urls": urls,

@@ -199,6 +199,7 @@ def _live(rates: list[int], followers: list[int], seconds: float) -> dict[str, A
         seconds=seconds,
         aim=live_bench.AIM,
         aim_met=live_bench.aim_met(cells),
+        drain_seconds=live_bench.DRAIN_TIMEOUT_S,
         urls={"gateway_flight": servers.gateway_url, "connector_flight": servers.connector_url},
     )
     if any(cell["error_count"] for cell in cells):
