@@ -65,7 +65,7 @@ def source_table() -> pa.Table:
     )
 
 
-@pytest.mark.parametrize("suffix", [".csv", ".jsonl", ".arrows"])
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl", ".arrows", ".arrow"])
 def test_publish_a_file_then_read_it_back(gateway, tmp_path, suffix):
     table = source_table()
     path = tmp_path / f"input{suffix}"
@@ -73,6 +73,9 @@ def test_publish_a_file_then_read_it_back(gateway, tmp_path, suffix):
         pcsv.write_csv(table, path)
     elif suffix == ".jsonl":
         path.write_text("".join(json.dumps(row) + "\n" for row in table.to_pylist()))
+    elif suffix == ".arrow":  # an IPC file, not a stream
+        with pa.ipc.new_file(path, table.schema) as writer:
+            writer.write_table(table, max_chunksize=1000)
     else:
         with pa.ipc.new_stream(path, table.schema) as writer:
             for batch in table.to_batches(max_chunksize=1000):

@@ -58,6 +58,7 @@ EXTENSIONS = {
     ".json": InputFormat.ndjson,
     ".arrows": InputFormat.arrow,
     ".arrow": InputFormat.arrow,
+    ".feather": InputFormat.arrow,
     ".ipc": InputFormat.arrow,
 }
 
@@ -223,10 +224,22 @@ def _finish(client: GatewayClient, writer: object) -> None:
 
 
 def _arrow_batches(stream: BinaryIO) -> Iterator[pa.RecordBatch]:
+    """An IPC stream (stdin or .arrows); a seekable IPC *file* (.arrow/.feather) also works."""
     try:
         reader = pa.ipc.open_stream(stream)
     except pa.ArrowInvalid as exc:
-        raise ClientError(f"the input is not an Arrow IPC stream: {exc}", EXIT_INVALID) from None
+        if not stream.seekable():
+            raise ClientError(
+                f"the input is not an Arrow IPC stream: {exc}", EXIT_INVALID
+            ) from None
+        try:
+            stream.seek(0)
+            ipc_file = pa.ipc.open_file(stream)
+        except pa.ArrowInvalid:
+            raise ClientError(f"the input is not Arrow IPC: {exc}", EXIT_INVALID) from None
+        for i in range(ipc_file.num_record_batches):
+            yield ipc_file.get_batch(i)
+        return
     while True:
         try:
             yield reader.read_next_batch()
