@@ -762,3 +762,45 @@ def test_a_follower_that_falls_behind_exits_4(tmp_path, monkeypatch):
                 stop(proc)
         finally:
             connector.stop()
+
+
+def test_a_follower_that_skips_ahead_says_so_on_stderr(tmp_path, monkeypatch):
+    import functools
+
+    from streamkit.connector import live_streams
+    from streamkit.live import Follower
+
+    monkeypatch.setattr(live_streams, "Follower", functools.partial(Follower, capacity=2))
+    root = tmp_path / "root"
+    root.mkdir()
+    wide = pa.record_batch(
+        [pa.array(range(2000), pa.int64()), pa.array([0.5] * 2000)], schema=FOLLOW_SCHEMA
+    )
+    with (
+        running_connector(root) as connector,
+        running_gateway({"t": f"grpc://127.0.0.1:{connector.port}"}) as gateway,
+    ):
+        try:
+            put(gateway.flight_url, "feed", follow_batch(0))
+            proc = start_follow(gateway.flight_url, "--format", "ndjson", "--on-lag", "skip")
+            try:
+                assert proc.stdout is not None and proc.stderr is not None
+                proc.stdout.readline()  # following; then stop reading stdout for a while
+                feed = connector.live.get("feed")
+                wait_for(lambda: feed.followers, 20, "the follower")
+                put(gateway.flight_url, "feed", *[wide] * 300)
+                put(gateway.flight_url, "feed", follow_batch(10_000))  # the newest row
+                out = Lines(proc)
+                wait_for(
+                    lambda: any('"seq": 10000' in line for line in out.lines), 30, "the newest"
+                )
+                assert proc.poll() is None  # still following
+                proc.send_signal(signal.SIGINT)
+                assert proc.wait(20) == EXIT_INTERRUPTED
+                err = proc.stderr.read()
+                assert "streamkit: skipped " in err and "rows" in err
+                assert len(out.lines) < 1 + 300 * 2000 + 1  # some rows were skipped
+            finally:
+                stop(proc)
+        finally:
+            connector.stop()
