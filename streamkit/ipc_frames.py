@@ -35,9 +35,16 @@ class _Collector:
 class IpcFramer:
     def __init__(self, schema: pa.Schema, frame_bytes: int | None = None) -> None:
         self.frame_bytes = frame_bytes
+        self._schema = schema
         self._sink = _Collector()
-        # The schema message is written with the first batch (or with the end marker).
+        # The schema message is written with the first batch (or ``start()``, or the end).
         self._writer = pa.ipc.new_stream(pa.PythonFile(self._sink, mode="w"), schema)
+
+    def start(self) -> bytes:
+        """The schema (with an empty batch) to send at once, so a client knows the columns
+        before the first row exists, e.g. while following a quiet live dataset."""
+        self._writer.write_batch(pa.RecordBatch.from_pylist([], schema=self._schema))
+        return self._sink.take()
 
     def frames(self, batch: pa.RecordBatch) -> list[bytes]:
         """The IPC messages of ``batch`` (with any dictionaries), one or more pieces."""

@@ -29,7 +29,7 @@ FOLLOWER_QUEUE_BATCHES = 256
 @dataclass(eq=False)  # followers are compared by identity
 class Follower:
     on_lag: str = "error"  # or "skip"
-    capacity: int = FOLLOWER_QUEUE_BATCHES
+    capacity: int = field(default_factory=lambda: FOLLOWER_QUEUE_BATCHES)
     queue: deque[pa.RecordBatch] = field(default_factory=deque)
     ready: threading.Condition = field(default_factory=threading.Condition)
     lagging: bool = False

@@ -33,6 +33,7 @@ class Simulator:
         self._stop = threading.Event()
         self._random = random.Random(7)
         self._step = 0
+        self.dataset.append(self.batch())  # exists (with its schema) from the start
         self._thread = threading.Thread(target=self._run, name="streamkit-simulator", daemon=True)
         self._thread.start()
 

@@ -194,7 +194,12 @@ class GatewayFlightServer(BaseFlightServer):
             raise
 
     def stop(self) -> None:
+        """End open streams now, including followed ones waiting on a quiet upstream."""
         self.stopping.set()
+        with self._lock:
+            streams = list(self._streams)
+        for stream in streams:
+            stream.cancel_upstream()
 
 
 class _Stream:

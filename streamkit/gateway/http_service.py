@@ -162,6 +162,9 @@ async def _send_stream(
     framer = IpcFramer(reader.schema)
     try:
         await response.prepare(request)
+        head = framer.start()
+        record.add(0, len(head))
+        await response.write(head)
         while True:
             chunk = await asyncio.wait_for(
                 loop.run_in_executor(gateway.pool, read_batch, reader), gateway.config.idle_timeout

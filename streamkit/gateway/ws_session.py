@@ -193,6 +193,9 @@ class WsSession:
             if self.cancelled:
                 self.reader.cancel()
             framer = IpcFramer(self.reader.schema, self.gateway.config.ws_frame_bytes)
+            head = framer.start()
+            record.add(0, len(head))
+            await self.ws.send_bytes(head)
             while not self.cancelled:
                 try:
                     item = await asyncio.wait_for(
