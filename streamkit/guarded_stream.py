@@ -9,6 +9,8 @@ cost is a few C-level bytes operations per block, not per row.
 from __future__ import annotations
 
 import io
+from array import array
+from itertools import accumulate
 
 import pyarrow as pa
 
@@ -80,3 +82,17 @@ def _scan_exactly(segment: bytes, depth: int) -> None:
         depth += 1 if char in b"[{" else -1
         if depth > MAX_DEPTH:
             raise HostileInput(f"JSON is nested more than {MAX_DEPTH} levels deep")
+
+
+_OPEN_CLOSE = bytes.maketrans(b"[{]}", b"\x01\x01\xff\xff")
+_NOT_OPEN_CLOSE = bytes(b for b in range(256) if b not in b"[]{}")
+
+
+def check_document_depth(document: bytes) -> None:
+    """Refuse a whole JSON document nested deeper than ``MAX_DEPTH`` (brackets in strings
+    count too). C-level loops only: Python's own parser would hit its recursion limit."""
+    steps = document.translate(_OPEN_CLOSE, _NOT_OPEN_CLOSE)
+    if steps.count(1) <= MAX_DEPTH:
+        return
+    if max(accumulate(array("b", steps)), default=0) > MAX_DEPTH:
+        raise HostileInput(f"JSON is nested more than {MAX_DEPTH} levels deep")

@@ -21,7 +21,7 @@ import pyarrow.json as pjson
 
 from streamkit import errors
 from streamkit.catalog import Entry
-from streamkit.guarded_stream import GuardedStream, HostileInput
+from streamkit.guarded_stream import GuardedStream, check_document_depth
 
 DEFAULT_BATCH_ROWS = 65_536
 BLOCK_BYTES = 1 << 20  # CSV/JSON read block; also the longest row accepted
@@ -180,10 +180,9 @@ def _json_array_reader(entry: Entry) -> pa.RecordBatchReader:
             f"dataset {entry.name!r}: JSON array files over {MAX_JSON_ARRAY_BYTES >> 20} MB are"
             " not supported; use JSON Lines"
         )
+    check_document_depth(raw)
     try:
         rows = json.loads(raw)
-    except RecursionError:
-        raise HostileInput("JSON is nested too deeply") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise errors.invalid(f"dataset {entry.name!r}: malformed JSON: {exc}") from None
     if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):

@@ -47,8 +47,10 @@ const STATE_TEXT = {
 export function showProgress(run) {
   el.progress.dataset.state = run.state;
   let label = STATE_TEXT[run.state] ?? run.state;
+  // A followed stream starts with its schema; until a row exists it is still waiting.
+  const waiting = run.state === "connecting" || (run.state === "streaming" && run.rows === 0);
   if (run.live && run.state === "streaming") label = "Live";
-  if (run.live && run.state === "connecting") label = "Waiting for rows…";
+  if (run.live && waiting) label = "Waiting for rows…";
   if (run.skipped) label += ` · ${formatCount(run.skipped)} skipped`;
   el.stateLabel.textContent = label;
   el.statRows.textContent = formatCount(run.rows);
