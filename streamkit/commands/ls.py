@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -18,6 +17,7 @@ from streamkit.client import (
     silence_stdout,
     unexpected,
 )
+from streamkit.commands._options import GatewayOption, TlsCaOption, TokenOption
 
 
 def ls(
@@ -25,20 +25,9 @@ def ls(
         str | None, typer.Argument(help="Only this tenant's datasets.", show_default=False)
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
-    gateway: Annotated[
-        str | None,
-        typer.Option(
-            help="Gateway URL (default: $STREAMKIT_GATEWAY or grpc://localhost:8815).",
-            show_default=False,
-        ),
-    ] = None,
-    token: Annotated[
-        str | None,
-        typer.Option(help="Bearer token (default: $STREAMKIT_TOKEN).", show_default=False),
-    ] = None,
-    tls_ca: Annotated[
-        Path | None, typer.Option(help="CA certificate to verify a grpc+tls:// gateway.")
-    ] = None,
+    gateway: GatewayOption = None,
+    token: TokenOption = None,
+    tls_ca: TlsCaOption = None,
 ) -> None:
     try:
         with GatewayClient(gateway, token=token, tls_ca=tls_ca) as client:

@@ -39,6 +39,7 @@ from streamkit.client import (
     parse_target,
     unexpected,
 )
+from streamkit.commands._options import GatewayOption, TlsCaOption, TokenOption
 
 READ_BYTES = 64 * 1024
 MAX_BATCH_BYTES = 16 * 1024 * 1024
@@ -100,20 +101,9 @@ def publish(
             help="CSV/NDJSON: send a batch at most this many seconds after its first line arrived.",
         ),
     ] = 0.1,
-    gateway: Annotated[
-        str | None,
-        typer.Option(
-            help="Gateway URL (default: $STREAMKIT_GATEWAY or grpc://localhost:8815).",
-            show_default=False,
-        ),
-    ] = None,
-    token: Annotated[
-        str | None,
-        typer.Option(help="Bearer token (default: $STREAMKIT_TOKEN).", show_default=False),
-    ] = None,
-    tls_ca: Annotated[
-        Path | None, typer.Option(help="CA certificate to verify a grpc+tls:// gateway.")
-    ] = None,
+    gateway: GatewayOption = None,
+    token: TokenOption = None,
+    tls_ca: TlsCaOption = None,
 ) -> None:
     sent = _Sent()
     code = 0

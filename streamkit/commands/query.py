@@ -36,6 +36,7 @@ from streamkit.commands._formats import (
     make_writer,
 )
 from streamkit.commands._formats import rows as batch_rows
+from streamkit.commands._options import GatewayOption, TlsCaOption, TokenOption
 from streamkit.query import Query
 
 PREVIEW_ROWS = 100
@@ -90,20 +91,9 @@ def query(
         Path | None,
         typer.Option("--output", "-o", help="Write to FILE (replaced when complete), not stdout."),
     ] = None,
-    gateway: Annotated[
-        str | None,
-        typer.Option(
-            help="Gateway URL (default: $STREAMKIT_GATEWAY or grpc://localhost:8815).",
-            show_default=False,
-        ),
-    ] = None,
-    token: Annotated[
-        str | None,
-        typer.Option(help="Bearer token (default: $STREAMKIT_TOKEN).", show_default=False),
-    ] = None,
-    tls_ca: Annotated[
-        Path | None, typer.Option(help="CA certificate to verify a grpc+tls:// gateway.")
-    ] = None,
+    gateway: GatewayOption = None,
+    token: TokenOption = None,
+    tls_ca: TlsCaOption = None,
     follow: Annotated[
         bool,
         typer.Option(

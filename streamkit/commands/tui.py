@@ -8,16 +8,11 @@ from typing import Annotated
 import typer
 
 from streamkit.client import TOKEN_ENV, ClientError
+from streamkit.commands._options import GatewayOption
 
 
 def tui(
-    gateway: Annotated[
-        str | None,
-        typer.Option(
-            help="Gateway URL (default: $STREAMKIT_GATEWAY or grpc://localhost:8815).",
-            show_default=False,
-        ),
-    ] = None,
+    gateway: GatewayOption = None,
     token: Annotated[
         str | None,
         typer.Option(
