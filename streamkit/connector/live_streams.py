@@ -24,24 +24,34 @@ def follow_live(
 ) -> Iterator[Item]:
     """History (unless ``from: end``), then each published batch until cancelled.
 
-    Rows skipped under ``on_lag: skip`` are reported as ``{"skipped": N}`` metadata on the
-    next batch sent.
+    The follower is registered now, before the stream starts, so a caller that has the
+    stream open has missed nothing. Every batch carries ``{"offset": N}`` metadata (the
+    dataset row number of its first row, which lets the gateway share one follow among
+    many clients), plus ``"skipped": N`` for rows skipped under ``on_lag: skip``.
     """
     follower = Follower(on_lag=query.on_lag or "error")
     history_end = dataset.follow(follower)
-    try:
-        if query.from_ != "end":
-            yield from dataset.history(history_end)
-        while not should_stop():
-            batch, skipped = follower.next(WAIT_SECONDS)
-            if batch is None:
-                continue
-            if skipped:
-                yield batch, pa.py_buffer(json.dumps({"skipped": skipped}).encode())
-            else:
-                yield batch
-    finally:
-        dataset.unfollow(follower)
+
+    def batches() -> Iterator[Item]:
+        try:
+            if query.from_ != "end":
+                offset = 0
+                for batch in dataset.history(history_end):
+                    yield batch, _metadata(offset, 0)
+                    offset += batch.num_rows
+            while not should_stop():
+                batch, offset, skipped = follower.next(WAIT_SECONDS)
+                if batch is not None:
+                    yield batch, _metadata(offset, skipped)
+        finally:
+            dataset.unfollow(follower)
+
+    return batches()
+
+
+def _metadata(offset: int, skipped: int) -> pa.Buffer:
+    fields = {"offset": offset, "skipped": skipped} if skipped else {"offset": offset}
+    return pa.py_buffer(json.dumps(fields).encode())
 
 
 def follow_file(

@@ -66,7 +66,11 @@ class ConnectorServer(BaseFlightServer):
             else flight.FlightDescriptor.for_path(entry.name)
         )
         endpoint = flight.FlightEndpoint(query.to_ticket(), [])
-        return flight.FlightInfo(schema, descriptor, [endpoint], rows, info.bytes)
+        # Live datasets say so: their followed batches carry row offsets (see live_streams).
+        metadata = b'{"live": true}' if entry.format == "live" else b""
+        return flight.FlightInfo(
+            schema, descriptor, [endpoint], rows, info.bytes, app_metadata=metadata
+        )
 
     def _resolve(self, query: Query) -> tuple[Entry, DatasetInfo]:
         """A file dataset, or a published live dataset (as a pseudo entry)."""
