@@ -10,6 +10,7 @@ plus a queue append per follower, however many follow.
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections import deque
 from collections.abc import Iterator
@@ -82,7 +83,9 @@ class LiveDataset:
     def __init__(self, name: str, path: Path) -> None:
         self.name = name
         self.path = path
-        self.lock = threading.Lock()
+        # Reentrant: a follower's generator may be finalized by the garbage collector while
+        # this thread holds the lock (in ``append``), and it unfollows on the way out.
+        self.lock = threading.RLock()
         self.followers: set[Follower] = set()
         self.schema: pa.Schema | None = None
         self.rows = 0
@@ -126,16 +129,18 @@ class LiveDataset:
             if batch.num_rows == 0:
                 return
             data = b"".join(self._writer().frames(batch))
-            if self.size and data.startswith(self._schema_bytes()):
-                data = data[len(self._schema_bytes()) :]  # the file already starts with it
+            if self.size and data.startswith(self._schema_bytes):
+                data = data[len(self._schema_bytes) :]  # the file already starts with it
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with open(self.path, "ab") as f:
                 f.write(data)
             self.size += len(data)
             offset = self.rows
             self.rows += batch.num_rows
-            for follower in self.followers:
+            for follower in list(self.followers):
                 follower.offer(batch, offset)
+                if follower.lagging:  # told when it next reads; it costs nothing more
+                    self.followers.discard(follower)
 
     def _writer(self) -> IpcFramer:
         if self._framer is None:
@@ -143,6 +148,7 @@ class LiveDataset:
             self._framer = IpcFramer(self.schema)
         return self._framer
 
+    @functools.cached_property
     def _schema_bytes(self) -> bytes:
         assert self.schema is not None
         return IpcFramer(self.schema).end()[:-8]

@@ -21,9 +21,13 @@ SCHEMA = pa.schema([("seq", pa.int64()), ("value", pa.float64())])
 
 
 def batch(start: int, rows: int = 3) -> pa.RecordBatch:
-    return pa.record_batch([pa.array(range(start, start + rows), pa.int64()),
-                            pa.array([i * 0.5 for i in range(start, start + rows)])],
-                           schema=SCHEMA)
+    return pa.record_batch(
+        [
+            pa.array(range(start, start + rows), pa.int64()),
+            pa.array([i * 0.5 for i in range(start, start + rows)]),
+        ],
+        schema=SCHEMA,
+    )
 
 
 def publish(client: flight.FlightClient, path: list[str], batches: list[pa.RecordBatch]) -> None:
@@ -79,8 +83,10 @@ def test_publish_through_the_gateway_then_read_back_and_restart(tmp_path):
     # A half-written message at the end (a crash mid-append) is cut on restart.
     with open(stored, "ab") as f:
         f.write(b"\xff\xff\xff\xff\x40\x00\x00\x00partial")
-    with running_connector(tmp_path) as again, \
-            flight.connect(f"grpc://127.0.0.1:{again.port}") as c:
+    with (
+        running_connector(tmp_path) as again,
+        flight.connect(f"grpc://127.0.0.1:{again.port}") as c,
+    ):
         table = c.do_get(ticket(dataset="metrics/cpu")).read_all()
         assert table.column("seq").to_pylist() == list(range(9))
         publish(c, ["metrics/cpu"], [batch(9)])
@@ -90,8 +96,10 @@ def test_publish_through_the_gateway_then_read_back_and_restart(tmp_path):
 
 def test_wrong_schema_and_file_names_are_refused(tmp_path):
     pcsv.write_csv(pa.table({"a": [1]}), tmp_path / "static.csv")
-    with running_connector(tmp_path) as connector, \
-            flight.connect(f"grpc://127.0.0.1:{connector.port}") as c:
+    with (
+        running_connector(tmp_path) as connector,
+        flight.connect(f"grpc://127.0.0.1:{connector.port}") as c,
+    ):
         publish(c, ["events"], [batch(0)])
         other = pa.record_batch({"seq": ["not a number"]})
         with pytest.raises(flight.FlightServerError, match="^invalid: live dataset 'events'"):
@@ -111,11 +119,15 @@ def test_follow_sees_history_then_new_rows_in_order(tmp_path):
         with running_gateway({"t": uri}) as gateway, flight.connect(gateway.flight_url) as c:
             publish(c, ["t", "feed"], [batch(0), batch(3)])
             history = Collector(c.do_get(ticket(tenant="t", dataset="feed", follow=True)))
-            only_new = Collector(c.do_get(ticket(tenant="t", dataset="feed", follow=True,
-                                                 **{"from": "end"})))
+            only_new = Collector(
+                c.do_get(ticket(tenant="t", dataset="feed", follow=True, **{"from": "end"}))
+            )
             wait_for(lambda: len(history.seqs) == 6, 10, "history")
             feed = connector.live.get("feed")
-            wait_for(lambda: len(feed.followers) == 2, 10, "both followers")
+            # Two clients, one upstream follow: the gateway fans out.
+            wait_for(lambda: len(feed.followers) == 1, 10, "the gateway's shared follower")
+            hub = gateway.upstreams.hubs._hubs[("t", "feed")]
+            assert len(hub.followers) == 2
             for start in range(6, 300, 3):
                 publish(c, ["t", "feed"], [batch(start)])
             wait_for(lambda: len(history.seqs) == 300, 15, "all rows")
@@ -131,10 +143,13 @@ def test_follow_sees_history_then_new_rows_in_order(tmp_path):
 @pytest.mark.parametrize("policy", ["error", "skip"])
 def test_slow_follower_policy(tmp_path, monkeypatch, policy):
     monkeypatch.setattr(live_module, "FOLLOWER_QUEUE_BATCHES", 4)  # read at each Follower()
-    big = pa.record_batch([pa.array(range(100_000), pa.int64()),
-                           pa.array([0.5] * 100_000)], schema=SCHEMA)  # 1.6 MB
-    with running_connector(tmp_path) as connector, \
-            flight.connect(f"grpc://127.0.0.1:{connector.port}") as c:
+    big = pa.record_batch(
+        [pa.array(range(100_000), pa.int64()), pa.array([0.5] * 100_000)], schema=SCHEMA
+    )  # 1.6 MB
+    with (
+        running_connector(tmp_path) as connector,
+        flight.connect(f"grpc://127.0.0.1:{connector.port}") as c,
+    ):
         publish(c, ["fast"], [big])
         query = {"dataset": "fast", "follow": True, "from": "end"}
         if policy == "skip":
@@ -169,8 +184,10 @@ def test_growing_files_are_followed_with_partial_rows_waiting(tmp_path, suffix):
 
     def rows(start: int, count: int) -> bytes:
         if suffix == "jsonl":
-            return b"".join(json.dumps({"seq": i, "value": i * 0.5}).encode() + b"\n"
-                            for i in range(start, start + count))
+            return b"".join(
+                json.dumps({"seq": i, "value": i * 0.5}).encode() + b"\n"
+                for i in range(start, start + count)
+            )
         if suffix == "csv":
             return b"".join(f"{i},{i * 0.5}\n".encode() for i in range(start, start + count))
         return b"".join(_ipc_message(batch(i, 1)) for i in range(start, start + count))
@@ -184,16 +201,21 @@ def test_growing_files_are_followed_with_partial_rows_waiting(tmp_path, suffix):
     else:
         first = header + rows(0, 2)
     target.write_bytes(first)
-    with running_connector(tmp_path) as connector, \
-            flight.connect(f"grpc://127.0.0.1:{connector.port}") as c:
+    with (
+        running_connector(tmp_path) as connector,
+        flight.connect(f"grpc://127.0.0.1:{connector.port}") as c,
+    ):
         follower = Collector(c.do_get(ticket(dataset="app", follow=True)))
         wait_for(lambda: follower.seqs == [0, 1], 10, "existing rows")
         more = rows(2, 3)
         with open(target, "ab") as f:
             f.write(more[:-5])  # a partial last row: must wait
             f.flush()
-            wait_for(lambda: follower.seqs == [0, 1, 2, 3] or len(follower.seqs) > 4
-                     or follower.error, 10, "whole rows before the partial one")
+            wait_for(
+                lambda: follower.seqs == [0, 1, 2, 3] or len(follower.seqs) > 4 or follower.error,
+                10,
+                "whole rows before the partial one",
+            )
             assert follower.seqs == [0, 1, 2, 3]  # the partial row waits
             f.write(more[-5:])
         wait_for(lambda: follower.seqs == [0, 1, 2, 3, 4], 10, "the completed row")
@@ -206,7 +228,7 @@ def _ipc_message(b: pa.RecordBatch) -> bytes:
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, SCHEMA) as writer:
         writer.write_batch(b)
-    return sink.getvalue().to_pybytes()[len(_schema_message()):-8]
+    return sink.getvalue().to_pybytes()[len(_schema_message()) : -8]
 
 
 def _schema_message() -> bytes:
@@ -217,20 +239,26 @@ def _schema_message() -> bytes:
 
 def test_static_formats_cannot_be_followed(tmp_path):
     pq.write_table(pa.Table.from_batches([batch(0)]), tmp_path / "fixed.parquet")
-    with running_connector(tmp_path) as connector, \
-            flight.connect(f"grpc://127.0.0.1:{connector.port}") as c, \
-            pytest.raises(flight.FlightServerError, match="^invalid: .*cannot be followed"):
+    with (
+        running_connector(tmp_path) as connector,
+        flight.connect(f"grpc://127.0.0.1:{connector.port}") as c,
+        pytest.raises(flight.FlightServerError, match="^invalid: .*cannot be followed"),
+    ):
         c.do_get(ticket(dataset="fixed", follow=True)).read_all()
 
 
 def test_websocket_follow_and_cancel(tmp_path):
     with running_connector(tmp_path) as connector:
         uri = f"grpc://127.0.0.1:{connector.port}"
-        with running_gateway({"t": uri}) as gateway, flight.connect(gateway.flight_url) as c, \
-                connect(f"ws://127.0.0.1:{gateway.http_port}/ws", compression=None) as ws:
+        with (
+            running_gateway({"t": uri}) as gateway,
+            flight.connect(gateway.flight_url) as c,
+            connect(f"ws://127.0.0.1:{gateway.http_port}/ws", compression=None) as ws,
+        ):
             publish(c, ["t", "ticks"], [batch(0)])
-            ws.send(json.dumps({"action": "query", "dataset": "ticks", "follow": True,
-                                "id": "live"}))
+            ws.send(
+                json.dumps({"action": "query", "dataset": "ticks", "follow": True, "id": "live"})
+            )
             frames = [ws.recv(timeout=10)]
             feed = connector.live.get("ticks")
             wait_for(lambda: feed.followers, 10, "the follower")
@@ -249,8 +277,9 @@ def test_websocket_follow_and_cancel(tmp_path):
 def test_simulated_demo_dataset(tmp_path):
     tenant = TenantConfig("demo", path=tmp_path, simulate="live/sensors")
     with running_gateway({"demo": tenant}) as gateway, flight.connect(gateway.flight_url) as c:
-        reader = c.do_get(ticket(tenant="demo", dataset="live/sensors", follow=True,
-                                 **{"from": "end"}))
+        reader = c.do_get(
+            ticket(tenant="demo", dataset="live/sensors", follow=True, **{"from": "end"})
+        )
         first, second = reader.read_chunk(), reader.read_chunk()
         assert first.data.schema.names == ["ts", "temperature", "humidity", "power_kw"]
         assert second.data.column("ts")[0].value > first.data.column("ts")[0].value

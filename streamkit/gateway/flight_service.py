@@ -42,7 +42,9 @@ class GatewayFlightServer(BaseFlightServer):
         self.stopping = threading.Event()
         self.idle_timeout = idle_timeout
         self._streams: set[_Stream] = set()  # open forwarded streams
-        self._lock = threading.Lock()
+        # Reentrant: a stream's finalizer (run by the garbage collector in any thread, maybe
+        # one holding this lock) closes the stream, which takes the lock.
+        self._lock = threading.RLock()
         super().__init__(location, **kwargs)
         threading.Thread(target=self._watch, name="streamkit-watch", daemon=True).start()
 
@@ -212,7 +214,7 @@ class _Stream:
         context: flight.ServerCallContext,
         follow: bool,
         registry: set[_Stream],
-        lock: threading.Lock,
+        lock: threading.RLock,
     ) -> None:
         self.record, self.release, self.context, self.follow = record, release, context, follow
         self._registry, self._lock = registry, lock

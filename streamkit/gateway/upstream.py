@@ -15,6 +15,7 @@ import pyarrow.flight as flight
 from streamkit import errors
 from streamkit.config import GatewayConfig, TenantConfig
 from streamkit.connector import ConnectorServer
+from streamkit.gateway.live_hub import HubReader, Hubs
 from streamkit.query import Query
 from streamkit.simulator import Simulator
 
@@ -64,6 +65,7 @@ def _connect(config: TenantConfig, location: str) -> flight.FlightClient:
 class Upstreams:
     def __init__(self, config: GatewayConfig) -> None:
         self.tenants: dict[str, Tenant] = {}
+        self.hubs = Hubs()
         try:
             for name, tenant_config in config.tenants.items():
                 embedded = None
@@ -99,12 +101,34 @@ class Upstreams:
         with _upstream_errors(tenant):
             return list(tenant.client.list_flights(b"", tenant.options(METADATA_TIMEOUT_S)))
 
-    def do_get(self, query: Query) -> flight.FlightStreamReader:
-        """Open the upstream stream; no call deadline, as streams may run for a long time."""
+    def do_get(self, query: Query) -> flight.FlightStreamReader | HubReader:
+        """Open the upstream stream; no call deadline, as streams may run for a long time.
+
+        Followers of a live dataset share one upstream follow (see ``live_hub``)."""
         tenant = self.tenant(query.tenant)
         upstream = query.upstream()
         with _upstream_errors(tenant):
+            if query.follow and self._is_live(tenant, query):
+                return self.hubs.follow(
+                    (tenant.name, query.dataset),
+                    query,
+                    open_follow=lambda: tenant.client.do_get(
+                        Query(dataset=query.dataset, follow=True, from_="end").to_ticket(),
+                        tenant.options(),
+                    ),
+                    open_history=lambda: tenant.client.do_get(
+                        Query(dataset=query.dataset, columns=query.columns).to_ticket(),
+                        tenant.options(),
+                    ),
+                    error=lambda exc: upstream_error(tenant.name, exc),
+                )
             return tenant.client.do_get(upstream.to_ticket(), tenant.options())
+
+    def _is_live(self, tenant: Tenant, query: Query) -> bool:
+        info = tenant.client.get_flight_info(
+            Query(dataset=query.dataset).to_descriptor(), tenant.options(METADATA_TIMEOUT_S)
+        )
+        return info.app_metadata == b'{"live": true}'
 
     def do_put(self, query: Query, reader: flight.MetadataRecordBatchReader) -> int:
         """Forward a publish batch by batch; returns the rows sent."""
@@ -147,6 +171,7 @@ class Upstreams:
         return report
 
     def close(self) -> None:
+        self.hubs.close()
         for tenant in self.tenants.values():
             if tenant.simulator is not None:
                 tenant.simulator.stop()

@@ -1,0 +1,207 @@
+"""One upstream follow per live dataset, shared by all of the gateway's followers of it.
+
+Without this, N clients following one dataset cost the connector N streams. A hub reads
+the connector's follow (``from: end``) once and offers each batch to every local follower's
+bounded queue (the same lag policy as the connector's). A follower that wants history
+reads it with a plain upstream DoGet after joining the hub; batches carry their row
+offsets, so rows that arrive both ways are sent once and none are lost in between.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pyarrow as pa
+import pyarrow.flight as flight
+
+from streamkit.live import Follower
+from streamkit.query import Query
+
+log = logging.getLogger("streamkit.gateway")
+
+WAIT_SECONDS = 0.25
+
+
+@dataclass
+class Chunk:
+    """What ``read_chunk`` returns, like a FlightStreamChunk."""
+
+    data: pa.RecordBatch
+    app_metadata: pa.Buffer | None = None
+
+
+def row_offset(metadata: pa.Buffer | None) -> int | None:
+    if not metadata:
+        return None
+    try:
+        return json.loads(metadata.to_pybytes()).get("offset")
+    except (ValueError, AttributeError):
+        return None
+
+
+class Hub:
+    def __init__(
+        self,
+        key: tuple[str, str],
+        open_follow: Callable[[], flight.FlightStreamReader],
+        on_close: Callable[[Hub], None],
+        error: Callable[[BaseException], Exception],
+    ):
+        self.key = key
+        self.followers: set[Follower] = set()
+        self.lock = threading.RLock()  # see LiveDataset.lock
+        self.closed = False
+        self._on_close = on_close
+        self._error = error
+        self.reader = open_follow()  # the connector has registered us when this returns
+        self.schema = self.reader.schema
+        threading.Thread(target=self._pump, name="streamkit-hub", daemon=True).start()
+
+    def join(self, follower: Follower) -> None:
+        with self.lock:
+            self.followers.add(follower)
+
+    def leave(self, follower: Follower) -> None:
+        with self.lock:
+            self.followers.discard(follower)
+            last = not self.followers and not self.closed
+            if last:
+                self.closed = True
+        if last:
+            self._on_close(self)
+            self.reader.cancel()
+
+    def _pump(self) -> None:
+        try:
+            while True:
+                try:
+                    chunk = self.reader.read_chunk()
+                except StopIteration:
+                    raise flight.FlightUnavailableError(
+                        "unavailable: the live feed ended"
+                    ) from None
+                offset = row_offset(chunk.app_metadata)
+                with self.lock:
+                    followers = list(self.followers)
+                for follower in followers:
+                    follower.offer(chunk.data, offset or 0)
+                    if follower.lagging:  # told when it next reads; it costs nothing more
+                        self.leave(follower)
+        except Exception as exc:
+            with self.lock:
+                self.closed = True
+                followers = list(self.followers)
+            self._on_close(self)
+            if followers:
+                failure = self._error(exc)
+                for follower in followers:
+                    follower.fail(failure)
+
+
+class Hubs:
+    def __init__(self) -> None:
+        self._hubs: dict[tuple[str, str], Hub] = {}
+        self._lock = threading.RLock()  # see LiveDataset.lock
+
+    def follow(
+        self,
+        key: tuple[str, str],
+        query: Query,
+        open_follow: Callable[[], flight.FlightStreamReader],
+        open_history: Callable[[], flight.FlightStreamReader],
+        error: Callable[[BaseException], Exception],
+    ) -> HubReader:
+        follower = Follower(on_lag=query.on_lag or "error")
+        with self._lock:
+            hub = self._hubs.get(key)
+            if hub is None or hub.closed:
+                hub = self._hubs[key] = Hub(key, open_follow, self._forget, error)
+            hub.join(follower)
+        try:
+            history = open_history() if query.from_ != "end" else None
+        except BaseException:
+            hub.leave(follower)
+            raise
+        return HubReader(hub, follower, history, query)
+
+    def _forget(self, hub: Hub) -> None:
+        with self._lock:
+            if self._hubs.get(hub.key) is hub:
+                del self._hubs[hub.key]
+
+    def close(self) -> None:
+        with self._lock:
+            hubs = list(self._hubs.values())
+        for hub in hubs:
+            hub.reader.cancel()
+
+
+class HubReader:
+    """A follow of one client, read like a FlightStreamReader: history, then live rows."""
+
+    def __init__(
+        self, hub: Hub, follower: Follower, history: flight.FlightStreamReader | None, query: Query
+    ) -> None:
+        self.hub, self.follower, self.history, self.query = hub, follower, history, query
+        self.schema = (
+            hub.schema
+            if query.columns is None
+            else pa.schema([hub.schema.field(c) for c in query.columns])
+        )
+        self.history_rows = 0  # rows before this number came with the history
+        self.remaining = query.limit
+        self.cancelled = False
+
+    def _shape(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        if self.query.columns is not None:
+            batch = batch.select(list(self.query.columns))
+        if self.remaining is not None:
+            batch = batch.slice(0, self.remaining)
+            self.remaining -= batch.num_rows
+        return batch
+
+    def read_chunk(self) -> Chunk:
+        if self.remaining == 0:
+            self._leave()
+            raise StopIteration
+        if self.history is not None:
+            try:
+                chunk = self.history.read_chunk()
+                self.history_rows += chunk.data.num_rows
+                return Chunk(self._shape(chunk.data))
+            except StopIteration:
+                self.history = None
+            except BaseException:
+                self._leave()
+                raise
+        while not self.cancelled:
+            try:
+                batch, offset, skipped = self.follower.next(WAIT_SECONDS)
+            except BaseException:
+                self._leave()
+                raise
+            if batch is None:
+                continue
+            if offset + batch.num_rows <= self.history_rows:
+                continue  # already sent with the history
+            if offset < self.history_rows:
+                batch = batch.slice(self.history_rows - offset)
+            metadata = pa.py_buffer(json.dumps({"skipped": skipped}).encode()) if skipped else None
+            return Chunk(self._shape(batch), metadata)
+        self._leave()
+        raise flight.FlightCancelledError("cancelled")
+
+    def _leave(self) -> None:
+        self.hub.leave(self.follower)
+
+    def cancel(self) -> None:
+        self.cancelled = True
+        if self.history is not None:
+            self.history.cancel()
+        self._leave()
+        with self.follower.ready:
+            self.follower.ready.notify()
