@@ -27,9 +27,6 @@ from streamkit.config import GatewayConfig, TenantConfig
 from streamkit.gateway import make_gateway
 from streamkit.secrets import Secret
 
-SKIP_REASON = missing_prerequisite()
-pytestmark = pytest.mark.skipif(SKIP_REASON is not None, reason=str(SKIP_REASON))
-
 BIG_ROWS = 1_000_000
 SENSORS_ROWS = 10_080
 DEMO_DATASETS = {"sensors", "sales", "sales_by_region", "archive/2025/q1_sales"}
@@ -40,6 +37,10 @@ TOKEN = "browser-test-token"
 @pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
     from playwright.sync_api import sync_playwright
+
+    missing = missing_prerequisite()
+    if missing:  # a failure, not a skip: ./dev test installs what the browser tests need
+        pytest.fail(missing)
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(**launch_options())
