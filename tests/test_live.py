@@ -4,6 +4,7 @@ slow followers, cancel, and the WebSocket follow."""
 from __future__ import annotations
 
 import json
+import logging
 import threading
 
 import pyarrow as pa
@@ -113,7 +114,8 @@ def test_wrong_schema_and_file_names_are_refused(tmp_path):
         assert c.do_get(ticket(dataset="events")).read_all().num_rows == 3
 
 
-def test_follow_sees_history_then_new_rows_in_order(tmp_path):
+def test_follow_sees_history_then_new_rows_in_order(tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="streamkit.requests")
     with running_connector(tmp_path) as connector:
         uri = f"grpc://127.0.0.1:{connector.port}"
         with running_gateway({"t": uri}) as gateway, flight.connect(gateway.flight_url) as c:
@@ -138,6 +140,13 @@ def test_follow_sees_history_then_new_rows_in_order(tmp_path):
             only_new.stop()
             # Cancelling ends the upstream work too: the connector forgets both followers.
             wait_for(lambda: not feed.followers, 10, "followers to be released")
+            lines = [r.getMessage() for r in caplog.records if "dataset=feed" in r.getMessage()]
+            wait_for(
+                lambda: sum("outcome=cancelled" in r.getMessage() for r in caplog.records) >= 2,
+                10,
+                "both log lines",
+            )
+            assert not any("outcome=idle" in line for line in lines)
 
 
 @pytest.mark.parametrize("policy", ["error", "skip"])

@@ -61,10 +61,10 @@ class GatewayFlightServer(BaseFlightServer):
                 streams = list(self._streams)
             for stream in streams:
                 if stream.context.is_cancelled():
-                    stream.cancel_upstream()
+                    stream.cancel_upstream("cancelled")
                 elif not stream.follow and now - stream.last_progress > self.idle_timeout:
                     log.warning("cancelling a stream idle for %.0f s", self.idle_timeout)
-                    stream.cancel_upstream()
+                    stream.cancel_upstream("idle")
 
     def _caller(self, context: flight.ServerCallContext) -> tuple[Identity, str]:
         peer, token = self.admit(context)
@@ -162,10 +162,15 @@ class GatewayFlightServer(BaseFlightServer):
                     outcome = "ok"
                     return
                 except flight.FlightCancelledError:
-                    outcome = "idle"
-                    raise errors.unavailable(
-                        f"stream of {query.label()!r} made no progress for {self.idle_timeout:g} s"
-                    ) from None
+                    outcome = stream.cancelled_for or "cancelled"
+                    if outcome == "idle":
+                        raise errors.unavailable(
+                            f"stream of {query.label()!r} made no progress for "
+                            f"{self.idle_timeout:g} s"
+                        ) from None
+                    if outcome == "stopped":
+                        raise errors.unavailable("the gateway is shutting down") from None
+                    return  # the client went away
                 except flight.FlightError as exc:
                     outcome = errors.code_of(exc)
                     raise upstream_error(query.tenant or "", exc) from None
@@ -201,7 +206,7 @@ class GatewayFlightServer(BaseFlightServer):
         with self._lock:
             streams = list(self._streams)
         for stream in streams:
-            stream.cancel_upstream()
+            stream.cancel_upstream("stopped")
 
 
 class _Stream:
@@ -220,11 +225,14 @@ class _Stream:
         self._registry, self._lock = registry, lock
         self.reader: flight.FlightStreamReader | None = None
         self.last_progress = time.monotonic()
+        self.cancelled_for: str | None = None
         self._closed = False
         with lock:
             registry.add(self)
 
-    def cancel_upstream(self) -> None:
+    def cancel_upstream(self, reason: str) -> None:
+        """Cancel the upstream read; ``reason`` says why, for the stream and its log line."""
+        self.cancelled_for = self.cancelled_for or reason
         if self.reader is not None:
             self.reader.cancel()
 
@@ -235,6 +243,6 @@ class _Stream:
             self._closed = True
             self._registry.discard(self)
         if outcome != "ok":
-            self.cancel_upstream()
+            self.cancel_upstream(outcome)
         self.release()
         self.record.finish(outcome)
