@@ -45,15 +45,18 @@ class Entry:
     def is_folder(self) -> bool:
         return self.path.is_dir()
 
-    def size(self) -> int:
+    def stat(self) -> tuple[int, int]:
+        """``(bytes, newest mtime_ns)``: of the file, or of a folder's Parquet files (one walk)."""
         if not self.is_folder:
-            return self.path.stat().st_size
-        return sum(p.stat().st_size for p in self.path.rglob("*.parquet") if p.is_file())
-
-    def mtime_ns(self) -> int:
-        if not self.is_folder:
-            return self.path.stat().st_mtime_ns
-        return max((p.stat().st_mtime_ns for p in self.path.rglob("*")), default=0)
+            st = self.path.stat()
+            return st.st_size, st.st_mtime_ns
+        size = mtime = 0
+        for path in self.path.rglob("*"):
+            st = path.stat()
+            mtime = max(mtime, st.st_mtime_ns)
+            if path.suffix == ".parquet" and path.is_file():
+                size += st.st_size
+        return size, mtime
 
 
 def file_format(filename: str) -> tuple[str, str | None, str] | None:

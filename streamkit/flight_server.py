@@ -44,6 +44,12 @@ class BaseFlightServer(flight.FlightServerBase):
         """Check the peer before any work; return its address and its bearer token."""
         return self.peers.check_flight(context), call_token(context)
 
+    def get_schema(
+        self, context: flight.ServerCallContext, descriptor: flight.FlightDescriptor
+    ) -> flight.SchemaResult:
+        """The schema of what ``get_flight_info`` describes (same checks, same errors)."""
+        return flight.SchemaResult(self.get_flight_info(context, descriptor).schema)
+
     def _unimplemented(self, method: str) -> flight.FlightServerError:
         return flight.FlightServerError(f"unimplemented: {method} is not served here")
 

@@ -71,8 +71,8 @@ class Readers:
 
     def info(self, entry: Entry) -> DatasetInfo:
         with _errors_for(entry, self.root):
-            size = entry.size()
-            key = (str(entry.path), entry.mtime_ns(), size)
+            size, mtime_ns = entry.stat()
+            key = (str(entry.path), mtime_ns, size)
             with self._lock:
                 cached = self._cache.get(key)
             if cached:

@@ -330,7 +330,18 @@ def _read_lines(stream: BinaryIO, out: queue.Queue, failure: list[BaseException]
         out.put(_EOF)
 
 
-class _JsonParser:
+class _SchemaFixer:
+    """The first parsed batch fixes the schema; every later one is cast to it."""
+
+    schema: pa.Schema | None = None
+
+    def _fixed(self, table: pa.Table) -> list[pa.RecordBatch]:
+        if self.schema is None:
+            self.schema = _settled(table.schema)
+        return _cast(table, self.schema).combine_chunks().to_batches()
+
+
+class _JsonParser(_SchemaFixer):
     """NDJSON lines to batches; the first batch's inferred schema is imposed on the rest."""
 
     def __init__(self) -> None:
@@ -352,13 +363,10 @@ class _JsonParser:
             )
         except pa.ArrowInvalid as exc:
             raise ClientError(_parse_error("NDJSON", exc, self.schema), EXIT_INVALID) from None
-        if self.schema is None:
-            self.schema = _settled(table.schema)
-        table = _cast(table, self.schema)
-        return table.combine_chunks().to_batches()
+        return self._fixed(table)
 
 
-class _CsvParser:
+class _CsvParser(_SchemaFixer):
     """CSV lines to batches; the header is the first line, the first batch fixes the types."""
 
     def __init__(self) -> None:
@@ -384,10 +392,7 @@ class _CsvParser:
             )
         except pa.ArrowInvalid as exc:
             raise ClientError(_parse_error("CSV", exc, self.schema), EXIT_INVALID) from None
-        if self.schema is None:
-            self.schema = _settled(table.schema)
-        table = _cast(table, self.schema)
-        return table.combine_chunks().to_batches()
+        return self._fixed(table)
 
 
 def _settled(schema: pa.Schema) -> pa.Schema:

@@ -117,11 +117,6 @@ class ConnectorServer(BaseFlightServer):
         entry, info = self._resolve(query)
         return self._flight_info(entry, info, query)
 
-    def get_schema(
-        self, context: flight.ServerCallContext, descriptor: flight.FlightDescriptor
-    ) -> flight.SchemaResult:
-        return flight.SchemaResult(self.get_flight_info(context, descriptor).schema)
-
     def do_get(
         self, context: flight.ServerCallContext, ticket: flight.Ticket
     ) -> flight.FlightDataStream:

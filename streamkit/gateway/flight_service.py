@@ -118,11 +118,6 @@ class GatewayFlightServer(BaseFlightServer):
         self.access.limits.request(query.tenant, identity.caller(peer))
         return self._info(query, self.upstreams.get_flight_info(query), descriptor)
 
-    def get_schema(
-        self, context: flight.ServerCallContext, descriptor: flight.FlightDescriptor
-    ) -> flight.SchemaResult:
-        return flight.SchemaResult(self.get_flight_info(context, descriptor).schema)
-
     def do_get(
         self, context: flight.ServerCallContext, ticket: flight.Ticket
     ) -> flight.FlightDataStream:
