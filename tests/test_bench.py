@@ -296,3 +296,18 @@ def test_live_bench_usage_errors() -> None:
     assert runner.invoke(app, ["bench", "--live", "--live-rates", "x"]).exit_code == EXIT_USAGE
     done = runner.invoke(app, ["bench", "--live", "--gateway", "grpc://127.0.0.1:1"])
     assert done.exit_code == EXIT_USAGE
+
+
+def test_live_bench_p99_is_nearest_rank_not_the_maximum() -> None:
+    from streamkit.bench.live import CellResult
+
+    cell = CellResult(rate=100, followers=1, seconds=1.0, sent=100, received=100)
+    cell.latencies_ms = [float(i) for i in range(100, 0, -1)]  # 1..100 ms, unsorted
+    report = cell.to_json()
+    assert (report["p50_ms"], report["p99_ms"], report["max_ms"]) == (50.0, 99.0, 100.0)
+    cell.latencies_ms = [float(i) for i in range(1, 201)]
+    assert cell.to_json()["p99_ms"] == 198.0
+    cell.latencies_ms = [7.0]
+    assert cell.to_json()["p99_ms"] == 7.0
+    cell.latencies_ms = []
+    assert cell.to_json()["p99_ms"] is None

@@ -10,6 +10,7 @@ rate for the given seconds. Each follower records ``now - sent`` for each batch 
 from __future__ import annotations
 
 import json
+import math
 import statistics
 import threading
 import time
@@ -61,10 +62,12 @@ class CellResult:
 
 
 def _percentile(values: list[float], pct: float) -> float | None:
+    """Nearest-rank percentile of an ascending list: the smallest value with at least
+    ``pct`` % of the values at or below it (p99 of 100 samples is the 99th, not the max)."""
     if not values:
         return None
-    index = min(len(values) - 1, max(0, round(pct / 100 * len(values) + 0.5) - 1))
-    return values[index]
+    rank = math.ceil(len(values) * pct / 100)
+    return values[min(len(values), max(1, rank)) - 1]
 
 
 def _round(value: float | None) -> float | None:
