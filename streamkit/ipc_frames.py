@@ -43,7 +43,7 @@ class IpcFramer:
     def start(self) -> bytes:
         """The schema (with an empty batch) to send at once, so a client knows the columns
         before the first row exists, e.g. while following a quiet live dataset."""
-        self._writer.write_batch(pa.RecordBatch.from_pylist([], schema=self._schema))
+        self._writer.write_batch(empty_batch(self._schema))
         return self._sink.take()
 
     def frames(self, batch: pa.RecordBatch) -> list[bytes]:
@@ -63,3 +63,8 @@ class IpcFramer:
         """The end-of-stream marker (preceded by the schema if no batch was written)."""
         self._writer.close()
         return self._sink.take()
+
+
+def empty_batch(schema: pa.Schema) -> pa.RecordBatch:
+    """A batch of no rows (``from_pylist([])`` fails for unions, among others)."""
+    return pa.RecordBatch.from_arrays([pa.nulls(0, f.type) for f in schema], schema=schema)

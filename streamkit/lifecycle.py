@@ -8,6 +8,8 @@ is still stuck after it the process exits anyway.
 
 from __future__ import annotations
 
+import faulthandler
+import logging
 import os
 import signal
 import sys
@@ -15,6 +17,21 @@ import threading
 from collections.abc import Callable
 
 GRACE_SECONDS = 1.5
+
+
+def log_crashes() -> None:
+    """A server that dies says why: a fatal signal (a crash in native code) prints every
+    thread's Python stack on stderr, and an exception that ends a thread is logged."""
+    faulthandler.enable(file=sys.stderr, all_threads=True)
+    log = logging.getLogger("streamkit")
+
+    def on_thread_exception(args: threading.ExceptHookArgs) -> None:
+        name = args.thread.name if args.thread is not None else "?"
+        log.error(
+            "thread %s failed", name, exc_info=(args.exc_type, args.exc_value, args.exc_traceback)
+        )
+
+    threading.excepthook = on_thread_exception
 
 
 def run_until_signal(

@@ -11,6 +11,7 @@ import json
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.flight as flight
 
 from streamkit import errors
@@ -114,6 +115,15 @@ class Query:
     def upstream(self) -> Query:
         """The same query without the tenant, as a connector takes it."""
         return replace(self, tenant=None)
+
+    def projected(self, schema: pa.Schema) -> pa.Schema:
+        """``schema`` narrowed to this query's columns; a column it lacks is ``invalid``."""
+        if self.columns is None:
+            return schema
+        missing = [c for c in self.columns if c not in schema.names]
+        if missing:
+            raise errors.invalid(f"dataset {self.dataset!r} has no column {missing[0]!r}")
+        return pa.schema([schema.field(c) for c in self.columns])
 
     def label(self) -> str:
         return f"{self.tenant}/{self.dataset}" if self.tenant else self.dataset

@@ -4,6 +4,7 @@ stopping on signals with stalled clients, and a connector killed mid-stream."""
 from __future__ import annotations
 
 import json
+import re
 import signal
 import time
 from pathlib import Path
@@ -160,3 +161,16 @@ def test_connector_killed_mid_stream_then_restarted(tmp_path, process):
             return info.total_records == 3_000_000
 
         wait_for(served, 15, "the restarted connector")
+
+
+def test_a_crash_is_logged_with_every_thread(tmp_path, process):
+    """Nothing should kill a server; if something still does, its stderr says where."""
+    config = write_config(tmp_path, f'[tenants.demo]\npath = "{DEMO_DATA}"\n')
+    proc, flight_port, _ = start_gateway(process, config)
+    with flight.connect(f"grpc://127.0.0.1:{flight_port}") as client:
+        assert client.do_get(flight.Ticket(b'{"tenant":"demo","dataset":"sales"}')).read_all()
+    proc.signal(signal.SIGSEGV)
+    assert proc.proc.wait(10) == -signal.SIGSEGV
+    proc.stop()  # and read the rest of its stderr
+    assert "Fatal Python error: Segmentation fault" in proc.stderr
+    assert re.search(r"Thread 0x[0-9a-f]+ \(most recent call first\)", proc.stderr)

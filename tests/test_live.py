@@ -256,6 +256,17 @@ def test_static_formats_cannot_be_followed(tmp_path):
         c.do_get(ticket(dataset="fixed", follow=True)).read_all()
 
 
+def _rows_so_far(frames: list[bytes]) -> int:
+    """Rows in the frames received so far (each frame holds whole IPC messages)."""
+    reader = pa.ipc.open_stream(b"".join(frames))
+    rows = 0
+    while True:
+        try:
+            rows += reader.read_next_batch().num_rows
+        except StopIteration:
+            return rows
+
+
 def test_websocket_follow_and_cancel(tmp_path):
     with running_connector(tmp_path) as connector:
         uri = f"grpc://127.0.0.1:{connector.port}"
@@ -272,7 +283,9 @@ def test_websocket_follow_and_cancel(tmp_path):
             feed = connector.live.get("ticks")
             wait_for(lambda: feed.followers, 10, "the follower")
             publish(c, ["t", "ticks"], [batch(3)])
-            frames.append(ws.recv(timeout=10))
+
+            while len(frames) < 2 or _rows_so_far(frames) < 6:
+                frames.append(ws.recv(timeout=10))
             ws.send(json.dumps({"action": "cancel", "id": "live"}))
             while isinstance(message := ws.recv(timeout=10), bytes):
                 frames.append(message)
@@ -293,3 +306,64 @@ def test_simulated_demo_dataset(tmp_path):
         assert first.data.schema.names == ["ts", "temperature", "humidity", "power_kw"]
         assert second.data.column("ts")[0].value > first.data.column("ts")[0].value
         reader.cancel()
+
+
+@pytest.mark.parametrize("through", ["connector", "gateway"])
+def test_an_unknown_follow_column_is_invalid(tmp_path, through):
+    (tmp_path / "log.jsonl").write_text('{"seq": 1, "value": 0.5}\n')
+    with running_connector(tmp_path) as connector:
+        uri = f"grpc://127.0.0.1:{connector.port}"
+        with running_gateway({"t": uri}) as gateway, flight.connect(gateway.flight_url) as g:
+            publish(g, ["t", "ticks"], [batch(0)])
+            port = connector.port if through == "connector" else gateway.flight_port
+            with flight.connect(f"grpc://127.0.0.1:{port}") as c:
+                for dataset in ("ticks", "log"):
+                    query = {"dataset": dataset, "follow": True, "columns": ["seq", "nope"]}
+                    if through == "gateway":
+                        query["tenant"] = "t"
+                    with pytest.raises(flight.FlightServerError, match="^invalid: .*'nope'"):
+                        c.do_get(ticket(**query)).read_all()
+                assert c.do_get(ticket(**{**query, "columns": ["seq"], "limit": 1})).read_all()
+
+
+def test_live_dictionaries_reach_followers_through_the_gateway(tmp_path):
+    """Changing dictionaries (a new one per publish) arrive exact, history and new rows."""
+
+    def tagged(start: int, tags: list[str]) -> pa.RecordBatch:
+        return pa.record_batch(
+            {
+                "seq": pa.array(range(start, start + len(tags)), pa.int64()),
+                "tag": pa.array(tags).dictionary_encode(),
+            }
+        )
+
+    with running_connector(tmp_path) as connector:
+        uri = f"grpc://127.0.0.1:{connector.port}"
+        with running_gateway({"t": uri}) as gateway, flight.connect(gateway.flight_url) as c:
+            publish(c, ["t", "tags"], [tagged(0, ["a", "b", "a"])])
+            reader = c.do_get(ticket(tenant="t", dataset="tags", follow=True))
+            tags: list[str] = []
+            publish(c, ["t", "tags"], [tagged(3, ["x", "y"]), tagged(5, ["b", "z"])])
+            while len(tags) < 7:
+                chunk = reader.read_chunk()
+                tags.extend(chunk.data.column("tag").to_pylist())
+            reader.cancel()
+            assert tags == ["a", "b", "a", "x", "y", "b", "z"]
+            whole = c.do_get(ticket(tenant="t", dataset="tags")).read_all()
+            assert whole.column("tag").to_pylist() == tags
+
+
+def test_a_follow_after_get_flight_info_asks_the_connector_once(tmp_path):
+    with running_connector(tmp_path) as connector:
+        uri = f"grpc://127.0.0.1:{connector.port}"
+        with running_gateway({"t": uri}) as gateway, flight.connect(gateway.flight_url) as c:
+            publish(c, ["t", "ticks"], [batch(0)])
+            asked = []
+            plain = connector.get_flight_info
+            connector.get_flight_info = lambda ctx, d: asked.append(d) or plain(ctx, d)
+            command = json.dumps({"tenant": "t", "dataset": "ticks", "follow": True})
+            info = c.get_flight_info(flight.FlightDescriptor.for_command(command))
+            reader = c.do_get(info.endpoints[0].ticket)
+            assert reader.read_chunk().data.num_rows == 3
+            reader.cancel()
+            assert len(asked) == 1  # the DoGet knew the dataset is live without asking again

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from streamkit.lifecycle import run_until_signal
+from streamkit.lifecycle import log_crashes, run_until_signal
 from streamkit.readers import DEFAULT_BATCH_ROWS
 from streamkit.secrets import SecretError, resolve_secret
 from streamkit.security import is_loopback, parse_networks
@@ -50,6 +50,7 @@ def serve(
     from streamkit.connector import ConnectorServer
 
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s", stream=sys.stderr)
+    log_crashes()
     if not root.is_dir():
         raise fail(f"{root}: not a folder")
     if (tls_cert is None) != (tls_key is None):

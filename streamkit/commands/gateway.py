@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from streamkit.config import DEFAULT_CONFIG, ConfigError, load
-from streamkit.lifecycle import run_until_signal
+from streamkit.lifecycle import log_crashes, run_until_signal
 from streamkit.security import is_loopback
 
 app = typer.Typer(
@@ -36,6 +36,7 @@ def up(
     from streamkit.gateway import make_gateway
 
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s", stream=sys.stderr)
+    log_crashes()
     try:
         settings = load(config, host=host, flight_port=flight_port, http_port=http_port)
     except ConfigError as exc:

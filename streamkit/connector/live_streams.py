@@ -63,9 +63,9 @@ def follow_file(
 def shape(items: Iterator[Item], query: Query, name: str) -> Iterator[Item]:
     """Apply ``columns`` and ``limit`` to a stream that may carry metadata."""
     remaining = query.limit
+    if remaining == 0:
+        return
     for item in items:
-        if remaining is not None and remaining <= 0:
-            return
         batch, metadata = item if isinstance(item, tuple) else (item, None)
         if query.columns is not None:
             missing = [c for c in query.columns if c not in batch.schema.names]
@@ -76,12 +76,8 @@ def shape(items: Iterator[Item], query: Query, name: str) -> Iterator[Item]:
             batch = batch.slice(0, remaining)
             remaining -= batch.num_rows
         yield (batch, metadata) if metadata is not None else batch
-
-
-def projected(schema: pa.Schema, query: Query) -> pa.Schema:
-    if query.columns is None:
-        return schema
-    return pa.schema([schema.field(c) for c in query.columns])
+        if remaining == 0:
+            return  # a followed stream ends once its limit is reached
 
 
 def take_put(dataset: LiveDataset, reader: flight.MetadataRecordBatchReader) -> int:

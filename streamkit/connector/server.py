@@ -12,11 +12,12 @@ import pyarrow.flight as flight
 
 from streamkit import errors
 from streamkit.catalog import Catalog, Entry, safe_name
-from streamkit.connector.live_streams import follow_file, follow_live, projected, shape, take_put
+from streamkit.connector.live_streams import follow_file, follow_live, shape, take_put
 from streamkit.flight_server import BaseFlightServer
+from streamkit.flight_streams import generator_stream
 from streamkit.live import LiveDataset, LiveRegistry
 from streamkit.query import Query
-from streamkit.readers import DEFAULT_BATCH_ROWS, DatasetInfo, Readers, flight_stream
+from streamkit.readers import DEFAULT_BATCH_ROWS, BatchStream, DatasetInfo, Readers
 from streamkit.security import same_secret
 
 log = logging.getLogger("streamkit.connector")
@@ -51,12 +52,7 @@ class ConnectorServer(BaseFlightServer):
     # -- helpers ---------------------------------------------------------------
 
     def _flight_info(self, entry: Entry, info: DatasetInfo, query: Query) -> flight.FlightInfo:
-        schema = info.schema
-        if query.columns is not None:
-            missing = [c for c in query.columns if c not in schema.names]
-            if missing:
-                raise errors.invalid(f"dataset {entry.name!r} has no column {missing[0]!r}")
-            schema = pa.schema([schema.field(c) for c in query.columns])
+        schema = query.projected(info.schema)
         rows = info.rows
         if rows >= 0 and query.limit is not None:
             rows = min(rows, query.limit)
@@ -130,15 +126,15 @@ class ConnectorServer(BaseFlightServer):
         live = self._live(query.dataset) if entry.format == "live" else None
         if live is None and not query.follow:
             reader = self.readers.open(entry, query.columns, query.limit, should_stop=should_stop)
-            return flight_stream(reader)
-        schema = projected(info.schema, query)  # also checks the columns
+            if isinstance(reader, BatchStream):
+                return generator_stream(reader.schema, reader.batches)
+            return flight.RecordBatchStream(reader)  # all in C++, dictionaries included
+        schema = query.projected(info.schema)
         if live is not None:
             items = follow_live(live, query, should_stop) if query.follow else live.history()
         else:
             items = follow_file(entry, info.schema, query, should_stop)
-        return flight.GeneratorStream(
-            schema, _clean_errors(shape(items, query, entry.name), entry.name)
-        )
+        return generator_stream(schema, _clean_errors(shape(items, query, entry.name), entry.name))
 
     def do_put(
         self,

@@ -17,7 +17,9 @@ import pyarrow.flight as flight
 
 from streamkit import errors
 from streamkit.flight_server import BaseFlightServer
+from streamkit.flight_streams import generator_stream
 from streamkit.gateway.access import Access, Identity
+from streamkit.gateway.pump import Ended, Pump
 from streamkit.gateway.requests_log import RequestRecord
 from streamkit.gateway.upstream import Upstreams, upstream_error
 from streamkit.query import Query
@@ -41,30 +43,7 @@ class GatewayFlightServer(BaseFlightServer):
         self.access = access
         self.stopping = threading.Event()
         self.idle_timeout = idle_timeout
-        self._streams: set[_Stream] = set()  # open forwarded streams
-        # Reentrant: a stream's finalizer (run by the garbage collector in any thread, maybe
-        # one holding this lock) closes the stream, which takes the lock.
-        self._lock = threading.RLock()
         super().__init__(location, **kwargs)
-        threading.Thread(target=self._watch, name="streamkit-watch", daemon=True).start()
-
-    def _watch(self) -> None:
-        """Cancel the upstream read of a stream whose client went away, or that delivered
-        nothing for ``idle_timeout`` seconds (followed streams may rightly be quiet).
-
-        A stream waiting on a quiet upstream would otherwise notice neither until its next
-        batch; a whole-call gRPC deadline would also cut healthy long streams.
-        """
-        while not self.stopping.wait(WATCH_SECONDS):
-            now = time.monotonic()
-            with self._lock:
-                streams = list(self._streams)
-            for stream in streams:
-                if stream.context.is_cancelled():
-                    stream.cancel_upstream("cancelled")
-                elif not stream.follow and now - stream.last_progress > self.idle_timeout:
-                    log.warning("cancelling a stream idle for %.0f s", self.idle_timeout)
-                    stream.cancel_upstream("idle")
 
     def _caller(self, context: flight.ServerCallContext) -> tuple[Identity, str]:
         peer, token = self.admit(context)
@@ -131,48 +110,56 @@ class GatewayFlightServer(BaseFlightServer):
         except flight.FlightError as exc:
             record.finish(errors.code_of(exc))
             raise
-        stream = _Stream(record, release, context, bool(query.follow), self._streams, self._lock)
         try:
-            stream.reader = self.upstreams.do_get(query)
+            pump = Pump(self.upstreams.do_get(query))
         except flight.FlightError as exc:
-            stream.close(errors.code_of(exc))
+            release()
+            record.finish(errors.code_of(exc))
             raise
-        batches = self._forward(query, stream)
+        stream = _Stream(record, release, pump)
+        batches = self._forward(query, stream, context)
         # A generator that never started does not run its ``finally``: release it anyway.
         weakref.finalize(batches, stream.close, "cancelled")
-        return flight.GeneratorStream(stream.reader.schema, batches)
+        return generator_stream(pump.schema, batches)
 
-    def _forward(self, query: Query, stream: _Stream) -> Iterator[Any]:
-        """Pass batches (and their metadata) on; when the client goes away, the upstream call
-        is cancelled too. Followed streams may rightly be quiet, so only others time out."""
-        reader = stream.reader
-        assert reader is not None
+    def _forward(
+        self, query: Query, stream: _Stream, context: flight.ServerCallContext
+    ) -> Iterator[Any]:
+        """Pass batches (and their metadata) on as they arrive. Runs in the call's own
+        thread, the only one that may look at ``context``: between chunks (or every
+        ``WATCH_SECONDS`` while the upstream is quiet) it notices a client that went away,
+        a stream idle for ``idle_timeout`` (followed streams may rightly be quiet), and a
+        gateway that stops; each ends the upstream call too."""
         outcome = "cancelled"
+        last_progress = time.monotonic()
         try:
-            while not self.stopping.is_set():
-                stream.last_progress = time.monotonic()
+            while True:
+                if self.stopping.is_set():
+                    outcome = "stopped"
+                    raise errors.unavailable("the gateway is shutting down")
+                if context.is_cancelled():
+                    return  # the client went away
                 try:
-                    chunk = reader.read_chunk()
-                except StopIteration:
+                    chunk = stream.pump.get(WATCH_SECONDS)
+                except Ended:
                     outcome = "ok"
                     return
-                except flight.FlightCancelledError:
-                    outcome = stream.cancelled_for or "cancelled"
-                    if outcome == "idle":
-                        raise errors.unavailable(
-                            f"stream of {query.label()!r} made no progress for "
-                            f"{self.idle_timeout:g} s"
-                        ) from None
-                    if outcome == "stopped":
-                        raise errors.unavailable("the gateway is shutting down") from None
-                    return  # the client went away
                 except flight.FlightError as exc:
                     outcome = errors.code_of(exc)
                     raise upstream_error(query.tenant or "", exc) from None
+                now = time.monotonic()
+                if chunk is None:
+                    if not query.follow and now - last_progress > self.idle_timeout:
+                        outcome = "idle"
+                        log.warning("cancelling a stream idle for %.0f s", self.idle_timeout)
+                        raise errors.unavailable(
+                            f"stream of {query.label()!r} made no progress for "
+                            f"{self.idle_timeout:g} s"
+                        )
+                    continue
+                last_progress = now
                 stream.record.add(chunk.data.num_rows, chunk.data.nbytes)
                 yield (chunk.data, chunk.app_metadata) if chunk.app_metadata else chunk.data
-            outcome = "stopped"
-            raise errors.unavailable("the gateway is shutting down")
         finally:
             stream.close(outcome)
 
@@ -196,48 +183,22 @@ class GatewayFlightServer(BaseFlightServer):
             raise
 
     def stop(self) -> None:
-        """End open streams now, including followed ones waiting on a quiet upstream."""
+        """End open streams within ``WATCH_SECONDS``, followed ones on a quiet upstream too."""
         self.stopping.set()
-        with self._lock:
-            streams = list(self._streams)
-        for stream in streams:
-            stream.cancel_upstream("stopped")
 
 
 class _Stream:
-    """One forwarded stream's resources, released exactly once however the stream ends."""
+    """One forwarded stream's resources, released exactly once however the stream ends
+    (its generator's ``finally``, or a finalizer run by the garbage collector anywhere)."""
 
-    def __init__(
-        self,
-        record: RequestRecord,
-        release: Callable[[], None],
-        context: flight.ServerCallContext,
-        follow: bool,
-        registry: set[_Stream],
-        lock: threading.RLock,
-    ) -> None:
-        self.record, self.release, self.context, self.follow = record, release, context, follow
-        self._registry, self._lock = registry, lock
-        self.reader: flight.FlightStreamReader | None = None
-        self.last_progress = time.monotonic()
-        self.cancelled_for: str | None = None
-        self._closed = False
-        with lock:
-            registry.add(self)
-
-    def cancel_upstream(self, reason: str) -> None:
-        """Cancel the upstream read; ``reason`` says why, for the stream and its log line."""
-        self.cancelled_for = self.cancelled_for or reason
-        if self.reader is not None:
-            self.reader.cancel()
+    def __init__(self, record: RequestRecord, release: Callable[[], None], pump: Pump) -> None:
+        self.record, self.release, self.pump = record, release, pump
+        self._once = threading.Lock()
 
     def close(self, outcome: str) -> None:
-        with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-            self._registry.discard(self)
+        if not self._once.acquire(blocking=False):
+            return
         if outcome != "ok":
-            self.cancel_upstream(outcome)
+            self.pump.cancel()
         self.release()
         self.record.finish(outcome)

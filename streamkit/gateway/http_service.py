@@ -12,8 +12,8 @@ from aiohttp import web
 
 from streamkit import errors
 from streamkit.gateway.access import Identity
+from streamkit.gateway.pump import AsyncPump, Ended
 from streamkit.gateway.requests_log import RequestRecord
-from streamkit.gateway.upstream import read_batch
 from streamkit.gateway.ws_session import MAX_MESSAGE_BYTES, WsSession
 from streamkit.ipc_frames import IpcFramer
 from streamkit.query import Query
@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("streamkit.gateway")
 
+# The dashboard: shipped inside the package by a wheel, beside it in a source checkout.
 WEB_ROOT = Path(__file__).resolve().parent.parent.parent / "web"
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
 GATEWAY_KEY = web.AppKey("gateway", object)
@@ -153,34 +154,35 @@ async def stream(request: web.Request) -> web.StreamResponse:
 async def _send_stream(
     request: web.Request, gateway: Gateway, reader: flight.FlightStreamReader, record: RequestRecord
 ) -> web.StreamResponse:
-    loop = asyncio.get_running_loop()
-
+    pump = AsyncPump(reader, asyncio.get_running_loop())
+    idle = gateway.config.idle_timeout
     response = web.StreamResponse(
         headers={"Content-Type": ARROW_STREAM, "Cache-Control": "no-store"}
     )
     response.enable_chunked_encoding()
-    framer = IpcFramer(reader.schema)
+    framer = IpcFramer(pump.schema)
     try:
         await response.prepare(request)
         head = framer.start()
         record.add(0, len(head))
         await response.write(head)
         while True:
-            chunk = await asyncio.wait_for(
-                loop.run_in_executor(gateway.pool, read_batch, reader), gateway.config.idle_timeout
-            )
-            if chunk is None:
+            try:
+                chunk = await pump.get(idle)
+            except Ended:
                 break
-            record.rows += chunk.num_rows
-            for piece in framer.frames(chunk):
+            if chunk is None:
+                raise TimeoutError
+            record.rows += chunk.data.num_rows
+            for piece in framer.frames(chunk.data):
                 record.add(0, len(piece))
-                await asyncio.wait_for(response.write(piece), gateway.config.idle_timeout)
+                await asyncio.wait_for(response.write(piece), idle)
         await response.write(framer.end())
         await response.write_eof()
         record.finish("ok")
         return response
     except (flight.FlightError, TimeoutError, ConnectionError, asyncio.CancelledError) as exc:
-        reader.cancel()
+        pump.cancel()
         outcome = (
             errors.code_of(exc)
             if isinstance(exc, flight.FlightError)
@@ -193,6 +195,13 @@ async def _send_stream(
             request.transport.close()
         if isinstance(exc, asyncio.CancelledError):
             raise
+        return response
+    except Exception:
+        pump.cancel()
+        record.finish(errors.INTERNAL)
+        log.exception("http stream failed")
+        if request.transport is not None:
+            request.transport.close()
         return response
 
 

@@ -18,12 +18,14 @@ from dataclasses import dataclass
 import pyarrow as pa
 import pyarrow.flight as flight
 
+from streamkit import errors
 from streamkit.live import Follower
 from streamkit.query import Query
 
 log = logging.getLogger("streamkit.gateway")
 
 WAIT_SECONDS = 0.25
+OPEN_TIMEOUT_SECONDS = 15.0
 
 
 @dataclass
@@ -44,10 +46,12 @@ def row_offset(metadata: pa.Buffer | None) -> int | None:
 
 
 class Hub:
+    """Opened by its first follower with :meth:`open`; closed for good when its last
+    follower leaves or its feed fails (a later follower then starts a new hub)."""
+
     def __init__(
         self,
         key: tuple[str, str],
-        open_follow: Callable[[], flight.FlightStreamReader],
         on_close: Callable[[Hub], None],
         error: Callable[[BaseException], Exception],
     ):
@@ -55,15 +59,34 @@ class Hub:
         self.followers: set[Follower] = set()
         self.lock = threading.RLock()  # see LiveDataset.lock
         self.closed = False
+        self.opened = threading.Event()
+        self.failure: BaseException | None = None  # why opening failed
+        self.reader: flight.FlightStreamReader | None = None
+        self.schema: pa.Schema | None = None
         self._on_close = on_close
         self._error = error
-        self.reader = open_follow()  # the connector has registered us when this returns
-        self.schema = self.reader.schema
+
+    def open(self, open_follow: Callable[[], flight.FlightStreamReader]) -> None:
+        try:
+            self.reader = open_follow()  # the connector has registered us when this returns
+            self.schema = self.reader.schema
+        except BaseException as exc:
+            self.failure = exc
+            with self.lock:
+                self.closed = True
+            self._on_close(self)
+            raise
+        finally:
+            self.opened.set()
         threading.Thread(target=self._pump, name="streamkit-hub", daemon=True).start()
 
-    def join(self, follower: Follower) -> None:
+    def join(self, follower: Follower) -> bool:
+        """Add a follower; False once the hub has closed (its followers were already told)."""
         with self.lock:
+            if self.closed:
+                return False
             self.followers.add(follower)
+            return True
 
     def leave(self, follower: Follower) -> None:
         with self.lock:
@@ -73,9 +96,11 @@ class Hub:
                 self.closed = True
         if last:
             self._on_close(self)
-            self.reader.cancel()
+            if self.reader is not None:
+                self.reader.cancel()
 
     def _pump(self) -> None:
+        assert self.reader is not None
         try:
             while True:
                 try:
@@ -84,6 +109,8 @@ class Hub:
                     raise flight.FlightUnavailableError(
                         "unavailable: the live feed ended"
                     ) from None
+                if chunk.data is None or not chunk.data.num_rows:
+                    continue  # e.g. the empty batch that carries new dictionaries
                 offset = row_offset(chunk.app_metadata)
                 with self.lock:
                     followers = list(self.followers)
@@ -115,18 +142,34 @@ class Hubs:
         open_history: Callable[[], flight.FlightStreamReader],
         error: Callable[[BaseException], Exception],
     ) -> HubReader:
+        """Join the hub of ``key`` (opening it if there is none), then open the history.
+
+        The upstream follow opens outside the gateway-wide lock: a slow connector holds up
+        only the followers of its own dataset."""
         follower = Follower(on_lag=query.on_lag or "error")
-        with self._lock:
-            hub = self._hubs.get(key)
-            if hub is None or hub.closed:
-                hub = self._hubs[key] = Hub(key, open_follow, self._forget, error)
-            hub.join(follower)
+        while True:
+            with self._lock:
+                hub = self._hubs.get(key)
+                opener = hub is None or hub.closed
+                if opener:
+                    hub = self._hubs[key] = Hub(key, self._forget, error)
+            assert hub is not None
+            if opener:
+                hub.open(open_follow)
+            elif not hub.opened.wait(OPEN_TIMEOUT_SECONDS):
+                raise errors.unavailable(f"the live feed of {query.label()!r} did not open")
+            if hub.failure is not None:
+                raise error(hub.failure)
+            assert hub.schema is not None
+            schema = query.projected(hub.schema)  # before joining: nothing to undo
+            if hub.join(follower):
+                break
         try:
             history = open_history() if query.from_ != "end" else None
         except BaseException:
             hub.leave(follower)
             raise
-        return HubReader(hub, follower, history, query)
+        return HubReader(hub, follower, history, query, schema)
 
     def _forget(self, hub: Hub) -> None:
         with self._lock:
@@ -137,21 +180,23 @@ class Hubs:
         with self._lock:
             hubs = list(self._hubs.values())
         for hub in hubs:
-            hub.reader.cancel()
+            if hub.reader is not None:
+                hub.reader.cancel()
 
 
 class HubReader:
     """A follow of one client, read like a FlightStreamReader: history, then live rows."""
 
     def __init__(
-        self, hub: Hub, follower: Follower, history: flight.FlightStreamReader | None, query: Query
+        self,
+        hub: Hub,
+        follower: Follower,
+        history: flight.FlightStreamReader | None,
+        query: Query,
+        schema: pa.Schema,
     ) -> None:
         self.hub, self.follower, self.history, self.query = hub, follower, history, query
-        self.schema = (
-            hub.schema
-            if query.columns is None
-            else pa.schema([hub.schema.field(c) for c in query.columns])
-        )
+        self.schema = schema
         self.history_rows = 0  # rows before this number came with the history
         self.remaining = query.limit
         self.cancelled = False

@@ -9,7 +9,6 @@ import logging
 import time
 from dataclasses import dataclass
 
-import pyarrow as pa
 import pyarrow.flight as flight
 
 from streamkit import errors
@@ -22,7 +21,9 @@ from streamkit.simulator import Simulator
 log = logging.getLogger("streamkit.gateway")
 
 CONNECT_TIMEOUT_MS = 3000
-METADATA_TIMEOUT_S = 15.0
+HEALTH_TIMEOUT_S = 5.0  # load balancers should not wait long for an answer
+LIVE_CACHE_SECONDS = 5.0
+MAX_LIVE_CACHE = 10_000
 # gRPC waits up to two minutes between reconnect attempts by default; a restarted connector
 # should be served again within about a second. The minimum backoff is also the connect timeout.
 # No client keepalive pings: Flight servers answer frequent pings with GOAWAY (too_many_pings).
@@ -65,7 +66,10 @@ def _connect(config: TenantConfig, location: str) -> flight.FlightClient:
 class Upstreams:
     def __init__(self, config: GatewayConfig) -> None:
         self.tenants: dict[str, Tenant] = {}
+        # A metadata call may wait this long: under heavy load, queueing is not failure.
+        self.call_timeout = config.idle_timeout
         self.hubs = Hubs()
+        self._live: dict[tuple[str, str], tuple[bool, float]] = {}  # -> (live, when known)
         try:
             for name, tenant_config in config.tenants.items():
                 embedded = None
@@ -93,13 +97,20 @@ class Upstreams:
         tenant = self.tenant(query.tenant)
         upstream = query.upstream()
         with _upstream_errors(tenant):
-            return tenant.client.get_flight_info(
-                upstream.to_descriptor(), tenant.options(METADATA_TIMEOUT_S)
+            info = tenant.client.get_flight_info(
+                upstream.to_descriptor(), tenant.options(self.call_timeout)
             )
+        self._note_live(tenant, query.dataset, info)
+        return info
 
-    def list_flights(self, tenant: Tenant) -> list[flight.FlightInfo]:
+    def list_flights(self, tenant: Tenant, timeout: float | None = None) -> list[flight.FlightInfo]:
+        options = tenant.options(timeout or self.call_timeout)
         with _upstream_errors(tenant):
-            return list(tenant.client.list_flights(b"", tenant.options(METADATA_TIMEOUT_S)))
+            infos = list(tenant.client.list_flights(b"", options))
+        for info in infos:
+            if info.descriptor.path:
+                self._note_live(tenant, info.descriptor.path[0].decode(), info)
+        return infos
 
     def do_get(self, query: Query) -> flight.FlightStreamReader | HubReader:
         """Open the upstream stream; no call deadline, as streams may run for a long time.
@@ -125,10 +136,24 @@ class Upstreams:
             return tenant.client.do_get(upstream.to_ticket(), tenant.options())
 
     def _is_live(self, tenant: Tenant, query: Query) -> bool:
+        """Whether ``query.dataset`` is a published live dataset (its followed batches carry
+        row offsets, so a hub can share them). Asked of the connector only when the answer
+        is older than ``LIVE_CACHE_SECONDS``: a plain GetFlightInfo before the DoGet, as
+        Flight clients make, or a listing, answers it too."""
+        known = self._live.get((tenant.name, query.dataset))
+        if known is not None and time.monotonic() - known[1] < LIVE_CACHE_SECONDS:
+            return known[0]
         info = tenant.client.get_flight_info(
-            Query(dataset=query.dataset).to_descriptor(), tenant.options(METADATA_TIMEOUT_S)
+            Query(dataset=query.dataset).to_descriptor(), tenant.options(self.call_timeout)
         )
-        return info.app_metadata == b'{"live": true}'
+        return self._note_live(tenant, query.dataset, info)
+
+    def _note_live(self, tenant: Tenant, dataset: str, info: flight.FlightInfo) -> bool:
+        live = is_live_info(info)
+        if len(self._live) > MAX_LIVE_CACHE:
+            self._live.clear()
+        self._live[(tenant.name, dataset)] = (live, time.monotonic())
+        return live
 
     def do_put(self, query: Query, reader: flight.MetadataRecordBatchReader) -> int:
         """Forward a publish batch by batch; returns the rows sent."""
@@ -160,7 +185,7 @@ class Upstreams:
                 continue
             started = time.perf_counter()
             try:
-                datasets = len(self.list_flights(tenant))
+                datasets = len(self.list_flights(tenant, HEALTH_TIMEOUT_S))
                 report[name] = {
                     "reachable": True,
                     "latency_ms": round((time.perf_counter() - started) * 1000, 2),
@@ -214,17 +239,12 @@ def upstream_error(tenant: str, exc: BaseException) -> flight.FlightError:
     return flight.FlightServerError(f"invalid: tenant {tenant!r}: {message}")
 
 
-def read_chunk(reader: flight.FlightStreamReader) -> flight.FlightStreamChunk | None:
-    """The next upstream chunk, or None at the end (blocking: run it in a worker thread)."""
+def is_live_info(info: flight.FlightInfo) -> bool:
+    """A connector marks live datasets with ``{"live": true}`` FlightInfo metadata."""
     try:
-        return reader.read_chunk()
-    except StopIteration:
-        return None
-
-
-def read_batch(reader: flight.FlightStreamReader) -> pa.RecordBatch | None:
-    chunk = read_chunk(reader)
-    return None if chunk is None else chunk.data
+        return json.loads(info.app_metadata or b"{}").get("live") is True
+    except (ValueError, AttributeError):
+        return False
 
 
 def skipped_rows(chunk: flight.FlightStreamChunk) -> int:

@@ -17,8 +17,9 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from streamkit import errors
 from streamkit.gateway.access import Identity
+from streamkit.gateway.pump import AsyncPump, Ended
 from streamkit.gateway.requests_log import RequestRecord
-from streamkit.gateway.upstream import read_chunk, skipped_rows
+from streamkit.gateway.upstream import skipped_rows
 from streamkit.ipc_frames import IpcFramer
 from streamkit.query import Query
 
@@ -52,7 +53,7 @@ class WsSession:
         self.authenticated = authenticated
         self.task: asyncio.Task[None] | None = None
         self.query_id: Any = None
-        self.reader: flight.FlightStreamReader | None = None
+        self.pump: AsyncPump | None = None
         self.cancelled = False
 
     async def run(self) -> None:
@@ -164,7 +165,7 @@ class WsSession:
         except flight.FlightError as exc:
             await self.send_error(query_id, errors.code_of(exc), errors.clean_message(exc))
             return
-        self.query_id, self.cancelled, self.reader = query_id, False, None
+        self.query_id, self.cancelled, self.pump = query_id, False, None
         self.task = asyncio.create_task(self.stream(query, query_id))
         self.task.add_done_callback(lambda _: release())
 
@@ -173,8 +174,8 @@ class WsSession:
         if task is None or task.done():
             return
         self.cancelled = True
-        if self.reader is not None:
-            self.reader.cancel()  # unblocks a read waiting in the pool
+        if self.pump is not None:
+            self.pump.cancel()
         if wait:
             try:
                 await asyncio.wait_for(asyncio.shield(task), 5)
@@ -183,30 +184,34 @@ class WsSession:
 
     async def stream(self, query: Query, query_id: Any) -> None:
         loop = asyncio.get_running_loop()
-        pool = self.gateway.pool
         idle = self.gateway.config.idle_timeout
         read_timeout = None if query.follow else idle  # a followed dataset may be quiet
         record = RequestRecord("ws", query.tenant, query.dataset)
         batches = 0
         try:
-            self.reader = await loop.run_in_executor(pool, self.gateway.upstreams.do_get, query)
+            reader = await loop.run_in_executor(
+                self.gateway.pool, self.gateway.upstreams.do_get, query
+            )
+            self.pump = pump = AsyncPump(reader, loop)
             if self.cancelled:
-                self.reader.cancel()
-            framer = IpcFramer(self.reader.schema, self.gateway.config.ws_frame_bytes)
+                pump.cancel()
+            framer = IpcFramer(pump.schema, self.gateway.config.ws_frame_bytes)
             head = framer.start()
             record.add(0, len(head))
             await self.ws.send_bytes(head)
             while not self.cancelled:
                 try:
-                    item = await asyncio.wait_for(
-                        loop.run_in_executor(pool, read_chunk, self.reader), read_timeout
-                    )
+                    item = await pump.get(read_timeout)
+                except Ended:
+                    break
                 except flight.FlightError:
                     if self.cancelled:  # our own cancel interrupted the read
                         break
                     raise
                 if item is None:
-                    break
+                    if read_timeout is not None:
+                        raise TimeoutError
+                    continue
                 if skipped := skipped_rows(item):
                     await self.send_json({"type": "skipped", "id": query_id, "rows": skipped})
                 chunk = item.data
@@ -231,25 +236,31 @@ class WsSession:
             )
             record.finish("cancelled" if self.cancelled else "ok")
         except TimeoutError:
-            if self.reader is not None:
-                self.reader.cancel()
+            self._cancel_pump()
             record.finish("idle")
             await self.send_error(
                 query_id, errors.UNAVAILABLE, f"stream made no progress for {idle:g} s"
             )
         except flight.FlightError as exc:
+            self._cancel_pump()
             record.finish(errors.code_of(exc))
             await self.send_error(query_id, errors.code_of(exc), errors.clean_message(exc))
         except (ConnectionError, RuntimeError) as exc:  # socket closed under us
-            if self.reader is not None:
-                self.reader.cancel()
+            self._cancel_pump()
             record.finish("disconnected")
             log.debug("websocket closed mid-query: %s", exc)
+        except asyncio.CancelledError:
+            self._cancel_pump()
+            record.finish("disconnected")
+            raise
         except Exception as exc:  # never leave the client without an answer
-            if self.reader is not None:
-                self.reader.cancel()
+            self._cancel_pump()
             record.finish(errors.INTERNAL)
             log.exception("websocket query failed")
             await self.send_error(
                 query_id, errors.INTERNAL, f"internal error: {type(exc).__name__}"
             )
+
+    def _cancel_pump(self) -> None:
+        if self.pump is not None:
+            self.pump.cancel()

@@ -1,0 +1,87 @@
+"""Flight ``DoGet`` streams from Python iterators that carry every Arrow type, dictionaries too.
+
+pyarrow's ``GeneratorStream`` writes each batch without its dictionaries (apache/arrow#38480):
+a client of a dictionary-encoded column (pandas categoricals, Parquet dictionary pages)
+fails with "IPC stream did not have the expected number (1) of dictionaries". A generator
+may also yield a ``RecordBatchStream``, which does send dictionaries; so whenever a batch's
+dictionaries differ from those last sent, a zero-row slice of it goes out as such a
+sub-stream first (dictionaries as replacements, then an empty batch), and the batch itself
+follows with its metadata. Unchanged dictionaries cost nothing extra.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+import pyarrow as pa
+import pyarrow.flight as flight
+
+Item = pa.RecordBatch | tuple[pa.RecordBatch, pa.Buffer | bytes | None]
+
+
+def generator_stream(schema: pa.Schema, items: Iterable[Item]) -> flight.FlightDataStream:
+    """A Flight stream of ``items`` (batches, or ``(batch, app_metadata)`` pairs)."""
+    if not has_dictionaries(schema):
+        return flight.GeneratorStream(schema, items)
+    return flight.GeneratorStream(schema, _with_dictionaries(schema, items))
+
+
+def _with_dictionaries(schema: pa.Schema, items: Iterable[Item]) -> Iterator[object]:
+    sent: list[pa.Array] | None = None
+    for item in items:
+        batch = item[0] if isinstance(item, tuple) else item
+        current = dictionaries(batch)
+        if sent is None or not _same(sent, current):
+            head = pa.RecordBatchReader.from_batches(schema, [batch.slice(0, 0)])
+            yield flight.RecordBatchStream(head)
+            sent = current
+        yield item
+
+
+def has_dictionaries(schema: pa.Schema) -> bool:
+    return any(_type_has_dictionary(field.type) for field in schema)
+
+
+def _type_has_dictionary(kind: pa.DataType) -> bool:
+    if pa.types.is_dictionary(kind):
+        return True
+    if isinstance(kind, pa.ExtensionType):
+        return _type_has_dictionary(kind.storage_type)
+    return any(_type_has_dictionary(kind.field(i).type) for i in range(kind.num_fields))
+
+
+def dictionaries(batch: pa.RecordBatch) -> list[pa.Array]:
+    """Every dictionary in ``batch``, nested ones included, in a fixed order."""
+    found: list[pa.Array] = []
+    for column in batch.columns:
+        _collect(column, found)
+    return found
+
+
+def _collect(array: pa.Array, found: list[pa.Array]) -> None:
+    kind = array.type
+    if isinstance(array, pa.ExtensionArray):
+        _collect(array.storage, found)
+    elif pa.types.is_dictionary(kind):
+        found.append(array.dictionary)
+        _collect(array.dictionary, found)
+    elif isinstance(array, pa.StructArray | pa.UnionArray):
+        for i in range(kind.num_fields):
+            _collect(array.field(i), found)
+    elif isinstance(array, pa.MapArray):
+        _collect(array.keys, found)
+        _collect(array.items, found)
+    elif hasattr(array, "values") and kind.num_fields:  # lists of every kind, run-end encoded
+        _collect(array.values, found)
+
+
+def _same(old: list[pa.Array], new: list[pa.Array]) -> bool:
+    return len(old) == len(new) and all(
+        _buffers(a) == _buffers(b) or a.equals(b) for a, b in zip(old, new, strict=True)
+    )
+
+
+def _buffers(array: pa.Array) -> tuple[object, ...]:
+    """Cheap identity: the same memory (most batches of one reader share a dictionary)."""
+    buffers = ((b.address, b.size) if b else None for b in array.buffers())
+    return (array.offset, len(array), *buffers)
