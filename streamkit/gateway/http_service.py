@@ -25,7 +25,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("streamkit.gateway")
 
 # The dashboard: shipped inside the package by a wheel, beside it in a source checkout.
-WEB_ROOT = Path(__file__).resolve().parent.parent.parent / "web"
+WEB_ROOT = Path(__file__).resolve().parent.parent / "web"
+if not WEB_ROOT.is_dir():
+    WEB_ROOT = WEB_ROOT.parent.parent / "web"
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
 GATEWAY_KEY = web.AppKey("gateway", object)
 HEARTBEAT_SECONDS = 20.0
