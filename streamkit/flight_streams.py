@@ -12,11 +12,20 @@ follows with its metadata. Unchanged dictionaries cost nothing extra.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 
 import pyarrow as pa
 import pyarrow.flight as flight
 
 Item = pa.RecordBatch | tuple[pa.RecordBatch, pa.Buffer | bytes | None]
+
+
+@dataclass
+class Chunk:
+    """What ``read_chunk`` returns, like a FlightStreamChunk, for streams read in-process."""
+
+    data: pa.RecordBatch
+    app_metadata: pa.Buffer | None = None
 
 
 def generator_stream(schema: pa.Schema, items: Iterable[Item]) -> flight.FlightDataStream:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import pyarrow as pa
 
+from streamkit.batches import empty_batch
+
 
 class _Collector:
     """A write-only file object that keeps what was written until taken."""
@@ -63,8 +65,3 @@ class IpcFramer:
         """The end-of-stream marker (preceded by the schema if no batch was written)."""
         self._writer.close()
         return self._sink.take()
-
-
-def empty_batch(schema: pa.Schema) -> pa.RecordBatch:
-    """A batch of no rows (``from_pylist([])`` fails for unions, among others)."""
-    return pa.RecordBatch.from_arrays([pa.nulls(0, f.type) for f in schema], schema=schema)

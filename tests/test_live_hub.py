@@ -11,7 +11,8 @@ import pyarrow as pa
 import pyarrow.flight as flight
 import pytest
 
-from streamkit.gateway.live_hub import Chunk, Hubs
+from streamkit.flight_streams import Chunk
+from streamkit.gateway.live_hub import Hubs
 from streamkit.live import Follower
 from streamkit.query import Query
 

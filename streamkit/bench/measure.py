@@ -21,6 +21,8 @@ from urllib.parse import quote, urlsplit
 import pyarrow as pa
 import pyarrow.flight as flight
 
+from streamkit.batches import batch_bytes
+
 
 class FetchError(Exception):
     """A fetch failed; the message is one clean line."""
@@ -90,7 +92,7 @@ def fetch_flight(
             if first is None:
                 first = time.perf_counter() - started
             rows += batch.num_rows
-            nbytes += batch.nbytes
+            nbytes += batch_bytes(batch)
         seconds = time.perf_counter() - started
     except flight.FlightError as exc:
         raise FetchError(_first_line(exc)) from None
@@ -123,7 +125,7 @@ class _IpcCounter:
             elif message.type == "record batch":
                 batch = pa.ipc.read_record_batch(message, self.schema)
                 rows += batch.num_rows
-                self.bytes += batch.nbytes
+                self.bytes += batch_bytes(batch)
         self.rows += rows
         return rows
 
@@ -221,7 +223,7 @@ def fetch_http(
             if first is None:
                 first = time.perf_counter() - started
             rows += batch.num_rows
-            nbytes += batch.nbytes
+            nbytes += batch_bytes(batch)
         seconds = time.perf_counter() - started
     except (OSError, http.client.HTTPException, pa.ArrowInvalid) as exc:
         raise FetchError(f"HTTP {http_url}: {_first_line(exc)}") from None

@@ -51,6 +51,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 
+from streamkit.batches import batch_bytes
 from streamkit.client import EXIT_INVALID, ClientError
 
 PARQUET_ROW_GROUP_BYTES = 64 * 1024 * 1024
@@ -162,7 +163,7 @@ class ParquetWriter:
 
     def write(self, batch: pa.RecordBatch) -> None:
         self.pending.append(batch)
-        self.pending_bytes += batch.nbytes
+        self.pending_bytes += batch_bytes(batch)
         if self.pending_bytes >= PARQUET_ROW_GROUP_BYTES:
             self._flush()
 

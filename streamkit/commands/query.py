@@ -17,6 +17,7 @@ from typing import Annotated, Any, BinaryIO
 
 import typer
 
+from streamkit.batches import batch_bytes
 from streamkit.client import (
     EXIT_CODES_HELP,
     EXIT_ERROR,
@@ -283,7 +284,7 @@ def _stream(client: GatewayClient, q: Query, fmt: Format, sink: BinaryIO) -> Non
             writer = make_writer(fmt, sink, reader.schema)
             for batch in read_chunks(reader):
                 writer.write(batch)
-                progress.advance(batch.num_rows, batch.nbytes)
+                progress.advance(batch.num_rows, batch_bytes(batch))
             writer.close()
             complete = True
     finally:

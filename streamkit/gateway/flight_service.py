@@ -16,6 +16,7 @@ from typing import Any
 import pyarrow.flight as flight
 
 from streamkit import errors
+from streamkit.batches import batch_bytes
 from streamkit.flight_server import BaseFlightServer
 from streamkit.flight_streams import generator_stream
 from streamkit.gateway.access import Access, Identity
@@ -158,7 +159,7 @@ class GatewayFlightServer(BaseFlightServer):
                         )
                     continue
                 last_progress = now
-                stream.record.add(chunk.data.num_rows, chunk.data.nbytes)
+                stream.record.add(chunk.data.num_rows, batch_bytes(chunk.data))
                 yield (chunk.data, chunk.app_metadata) if chunk.app_metadata else chunk.data
         finally:
             stream.close(outcome)

@@ -13,12 +13,12 @@ import json
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import pyarrow as pa
 import pyarrow.flight as flight
 
 from streamkit import errors
+from streamkit.flight_streams import Chunk
 from streamkit.live import Follower
 from streamkit.query import Query
 
@@ -26,14 +26,6 @@ log = logging.getLogger("streamkit.gateway")
 
 WAIT_SECONDS = 0.25
 OPEN_TIMEOUT_SECONDS = 15.0
-
-
-@dataclass
-class Chunk:
-    """What ``read_chunk`` returns, like a FlightStreamChunk."""
-
-    data: pa.RecordBatch
-    app_metadata: pa.Buffer | None = None
 
 
 def row_offset(metadata: pa.Buffer | None) -> int | None:

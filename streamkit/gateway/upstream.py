@@ -1,5 +1,6 @@
-"""The gateway's side of each tenant's connector: one reusable Flight client per tenant,
-embedded connectors for ``path`` tenants, and upstream errors turned into the contract's.
+"""The gateway's side of each tenant's connector: one reusable Flight client per remote
+tenant, an in-process connector per ``path`` tenant, and upstream errors turned into the
+contract's.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ import pyarrow.flight as flight
 
 from streamkit import errors
 from streamkit.config import GatewayConfig, TenantConfig
-from streamkit.connector import ConnectorServer
-from streamkit.gateway.live_hub import HubReader, Hubs
+from streamkit.connector.service import Connector, LocalStream
+from streamkit.gateway.live_hub import Hubs
+from streamkit.gateway.pump import Upstream
 from streamkit.query import Query
 from streamkit.simulator import Simulator
 
@@ -36,10 +38,12 @@ _CHANNEL_OPTIONS = [
 
 @dataclass
 class Tenant:
+    """A tenant's connector: remote (``client``, a Flight client reused by every call) or
+    embedded (``embedded``, read in-process, with no gRPC hop)."""
+
     config: TenantConfig
-    location: str
-    client: flight.FlightClient
-    embedded: ConnectorServer | None = None
+    client: flight.FlightClient | None = None
+    embedded: Connector | None = None
     simulator: Simulator | None = None
 
     @property
@@ -52,15 +56,20 @@ class Tenant:
         headers = [(b"authorization", f"Bearer {token.value}".encode())] if token else []
         return flight.FlightCallOptions(timeout=timeout, headers=headers)
 
+    def remote(self) -> flight.FlightClient:
+        assert self.client is not None
+        return self.client
 
-def _connect(config: TenantConfig, location: str) -> flight.FlightClient:
+
+def _connect(config: TenantConfig) -> flight.FlightClient:
+    assert config.connector is not None
     tls: dict[str, bytes] = {}
     if config.connector_ca is not None:
         tls["tls_root_certs"] = config.connector_ca.read_bytes()
     if config.connector_cert is not None and config.connector_key is not None:
         tls["cert_chain"] = config.connector_cert.read_bytes()
         tls["private_key"] = config.connector_key.read_bytes()
-    return flight.connect(location, generic_options=_CHANNEL_OPTIONS, **tls)
+    return flight.connect(config.connector, generic_options=_CHANNEL_OPTIONS, **tls)
 
 
 class Upstreams:
@@ -72,17 +81,14 @@ class Upstreams:
         self._live: dict[tuple[str, str], tuple[bool, float]] = {}  # -> (live, when known)
         try:
             for name, tenant_config in config.tenants.items():
-                embedded = None
-                location = tenant_config.connector
-                if tenant_config.path is not None:
-                    embedded = ConnectorServer(str(tenant_config.path), "grpc://127.0.0.1:0")
-                    location = f"grpc://127.0.0.1:{embedded.port}"
-                assert location is not None
-                client = _connect(tenant_config, location)
+                if tenant_config.path is None:
+                    self.tenants[name] = Tenant(tenant_config, client=_connect(tenant_config))
+                    continue
+                embedded = Connector(str(tenant_config.path))
                 simulator = None
-                if embedded is not None and tenant_config.simulate:
+                if tenant_config.simulate:
                     simulator = Simulator(embedded.live, tenant_config.simulate)
-                self.tenants[name] = Tenant(tenant_config, location, client, embedded, simulator)
+                self.tenants[name] = Tenant(tenant_config, embedded=embedded, simulator=simulator)
         except BaseException:
             self.close()
             raise
@@ -97,43 +103,51 @@ class Upstreams:
         tenant = self.tenant(query.tenant)
         upstream = query.upstream()
         with _upstream_errors(tenant):
-            info = tenant.client.get_flight_info(
+            if tenant.embedded is not None:
+                return tenant.embedded.flight_info(upstream)
+            info = tenant.remote().get_flight_info(
                 upstream.to_descriptor(), tenant.options(self.call_timeout)
             )
         self._note_live(tenant, query.dataset, info)
         return info
 
     def list_flights(self, tenant: Tenant, timeout: float | None = None) -> list[flight.FlightInfo]:
-        options = tenant.options(timeout or self.call_timeout)
         with _upstream_errors(tenant):
-            infos = list(tenant.client.list_flights(b"", options))
+            if tenant.embedded is not None:
+                return list(tenant.embedded.list_flights())
+            options = tenant.options(timeout or self.call_timeout)
+            infos = list(tenant.remote().list_flights(b"", options))
         for info in infos:
             if info.descriptor.path:
                 self._note_live(tenant, info.descriptor.path[0].decode(), info)
         return infos
 
-    def do_get(self, query: Query) -> flight.FlightStreamReader | HubReader:
+    def do_get(self, query: Query) -> Upstream:
         """Open the upstream stream; no call deadline, as streams may run for a long time.
 
-        Followers of a live dataset share one upstream follow (see ``live_hub``)."""
+        Followers of a remote live dataset share one upstream follow (see ``live_hub``); an
+        embedded live dataset fans out to its followers itself."""
         tenant = self.tenant(query.tenant)
         upstream = query.upstream()
         with _upstream_errors(tenant):
+            if tenant.embedded is not None:
+                return LocalStream(tenant.embedded, upstream)
+            client = tenant.remote()
             if query.follow and self._is_live(tenant, query):
                 return self.hubs.follow(
                     (tenant.name, query.dataset),
                     query,
-                    open_follow=lambda: tenant.client.do_get(
+                    open_follow=lambda: client.do_get(
                         Query(dataset=query.dataset, follow=True, from_="end").to_ticket(),
                         tenant.options(),
                     ),
-                    open_history=lambda: tenant.client.do_get(
+                    open_history=lambda: client.do_get(
                         Query(dataset=query.dataset, columns=query.columns).to_ticket(),
                         tenant.options(),
                     ),
                     error=lambda exc: upstream_error(tenant.name, exc),
                 )
-            return tenant.client.do_get(upstream.to_ticket(), tenant.options())
+            return client.do_get(upstream.to_ticket(), tenant.options())
 
     def _is_live(self, tenant: Tenant, query: Query) -> bool:
         """Whether ``query.dataset`` is a published live dataset (its followed batches carry
@@ -143,7 +157,7 @@ class Upstreams:
         known = self._live.get((tenant.name, query.dataset))
         if known is not None and time.monotonic() - known[1] < LIVE_CACHE_SECONDS:
             return known[0]
-        info = tenant.client.get_flight_info(
+        info = tenant.remote().get_flight_info(
             Query(dataset=query.dataset).to_descriptor(), tenant.options(self.call_timeout)
         )
         return self._note_live(tenant, query.dataset, info)
@@ -160,7 +174,9 @@ class Upstreams:
         tenant = self.tenant(query.tenant)
         rows = 0
         with _upstream_errors(tenant):
-            writer, _ = tenant.client.do_put(
+            if tenant.embedded is not None:
+                return tenant.embedded.publish(query.dataset, reader)
+            writer, _ = tenant.remote().do_put(
                 flight.FlightDescriptor.for_path(query.dataset), reader.schema, tenant.options()
             )
             try:
@@ -200,10 +216,10 @@ class Upstreams:
         for tenant in self.tenants.values():
             if tenant.simulator is not None:
                 tenant.simulator.stop()
-            tenant.client.close()
+            if tenant.client is not None:
+                tenant.client.close()
             if tenant.embedded is not None:
                 tenant.embedded.stop()
-                tenant.embedded.shutdown()
         self.tenants.clear()
 
 

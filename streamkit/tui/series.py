@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from streamkit.batches import batch_bytes
+
 MAX_CHARTS = 6
 """At most this many numeric columns get a sparkline."""
 SERIES_CAPACITY = 256
@@ -239,7 +241,7 @@ class StreamAccumulator:
             self.skipped += skipped
             self.rows += batch.num_rows
             self.batches += 1
-            self.bytes += batch.nbytes
+            self.bytes += batch_bytes(batch)
             for index, series in self._series.items():
                 series.add(batch.column(index))
             if batch.num_rows:

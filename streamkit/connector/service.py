@@ -1,0 +1,196 @@
+"""What a connector does, whoever asks: list, describe, open and publish the datasets under
+one root. Its Flight server (``server.py``) and a gateway's embedded tenant (in-process, with
+no gRPC hop) both call it; errors are the contract's Flight errors either way.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+
+import pyarrow as pa
+import pyarrow.flight as flight
+
+from streamkit import errors
+from streamkit.catalog import Catalog, Entry, safe_name
+from streamkit.connector.live_streams import follow_file, follow_live, shape, take_put
+from streamkit.flight_streams import Chunk, Item
+from streamkit.live import LiveDataset, LiveRegistry
+from streamkit.query import Query
+from streamkit.readers import DEFAULT_BATCH_ROWS, BatchStream, DatasetInfo, Readers
+
+log = logging.getLogger("streamkit.connector")
+
+LIVE_METADATA = b'{"live": true}'
+
+
+@dataclass(frozen=True)
+class Opened:
+    """An open dataset stream: a C++ reader, or Python items (batches, maybe with metadata)."""
+
+    schema: pa.Schema
+    source: pa.RecordBatchReader | Iterator[Item]
+
+
+class Connector:
+    def __init__(self, root: str, *, batch_rows: int = DEFAULT_BATCH_ROWS) -> None:
+        self.catalog = Catalog(root)
+        self.readers = Readers(str(self.catalog.root), batch_rows=batch_rows)
+        self.live = LiveRegistry(self.catalog.root)
+        self.stopping = threading.Event()
+
+    def flight_info(self, query: Query) -> flight.FlightInfo:
+        entry, info = self._resolve(query)
+        return self._flight_info(entry, info, query)
+
+    def list_flights(self, prefix: str = "") -> Iterator[flight.FlightInfo]:
+        for live in self.live.all():
+            if live.name.startswith(prefix):
+                yield self._flight_info(
+                    _live_entry(live), _live_info(live), Query(dataset=live.name)
+                )
+        for entry in self.catalog.scan():
+            if not entry.name.startswith(prefix):
+                continue
+            try:
+                info = self.readers.info(entry)
+            except flight.FlightError as exc:  # unreadable files are skipped, not fatal
+                log.warning("listing skips %s: %s", entry.name, errors.clean_message(exc))
+                continue
+            yield self._flight_info(entry, info, Query(dataset=entry.name))
+
+    def open(self, query: Query, should_stop: Callable[[], bool] = lambda: False) -> Opened:
+        """The query's batches; ``should_stop`` ends them early (checked between batches)."""
+        entry, info = self._resolve(query)
+
+        def stop() -> bool:
+            return self.stopping.is_set() or should_stop()
+
+        live = self._live(query.dataset) if entry.format == "live" else None
+        if live is None and not query.follow:
+            reader = self.readers.open(entry, query.columns, query.limit, should_stop=stop)
+            if isinstance(reader, BatchStream):
+                return Opened(reader.schema, reader.batches)
+            return Opened(reader.schema, reader)
+        schema = query.projected(info.schema)
+        items: Iterable[Item]
+        if live is not None:
+            items = follow_live(live, query, stop) if query.follow else live.history()
+        else:
+            items = follow_file(entry, info.schema, query, stop)
+        return Opened(schema, _clean_errors(shape(iter(items), query, entry.name), entry.name))
+
+    def publish(self, name: str, reader: flight.MetadataRecordBatchReader) -> int:
+        """Append a DoPut's batches to live dataset ``name`` (created by the first put)."""
+        if not safe_name(name):
+            raise errors.invalid(f"{name!r} is not a valid dataset name")
+        try:
+            self.catalog.resolve(name)
+        except flight.FlightError:
+            pass
+        else:
+            raise errors.invalid(f"dataset {name!r} is a file; publish under another name")
+        live = self.live.get_or_create(name)
+        try:
+            rows = take_put(live, reader)
+        except flight.FlightError:
+            raise
+        except pa.ArrowException as exc:
+            raise errors.invalid(f"publishing to {name!r}: {errors.clean_message(exc)}") from None
+        log.info("published %d rows to %s", rows, name)
+        return rows
+
+    def stop(self) -> None:
+        """Ask open streams to end at their next batch."""
+        self.stopping.set()
+
+    def _flight_info(self, entry: Entry, info: DatasetInfo, query: Query) -> flight.FlightInfo:
+        schema = query.projected(info.schema)
+        rows = info.rows
+        if rows >= 0 and query.limit is not None:
+            rows = min(rows, query.limit)
+        descriptor = (
+            query.to_descriptor()
+            if query.columns is not None or query.limit is not None
+            else flight.FlightDescriptor.for_path(entry.name)
+        )
+        endpoint = flight.FlightEndpoint(query.to_ticket(), [])
+        # Live datasets say so: their followed batches carry row offsets (see live_streams).
+        metadata = LIVE_METADATA if entry.format == "live" else b""
+        return flight.FlightInfo(
+            schema, descriptor, [endpoint], rows, info.bytes, app_metadata=metadata
+        )
+
+    def _resolve(self, query: Query) -> tuple[Entry, DatasetInfo]:
+        """A file dataset, or a published live dataset (as a pseudo entry)."""
+        try:
+            entry = self.catalog.resolve(query.dataset)
+        except flight.FlightError:
+            live = self._live(query.dataset)
+            if live is None:
+                raise
+            return _live_entry(live), _live_info(live)
+        return entry, self.readers.info(entry)
+
+    def _live(self, name: str) -> LiveDataset | None:
+        live = self.live.get(name)
+        return live if live is not None and live.schema is not None else None
+
+
+class LocalStream:
+    """A dataset stream read in-process like a FlightStreamReader: ``read_chunk`` in one
+    thread, ``cancel`` from any (the stream ends at its next batch, or within a follow's
+    wait)."""
+
+    def __init__(self, connector: Connector, query: Query) -> None:
+        self._cancelled = threading.Event()
+        opened = connector.open(query, self._cancelled.is_set)
+        self.schema = opened.schema
+        self._source = opened.source
+
+    def read_chunk(self) -> Chunk:
+        if self._cancelled.is_set():
+            self._close()
+            raise flight.FlightCancelledError("cancelled")
+        if isinstance(self._source, pa.RecordBatchReader):
+            return Chunk(self._source.read_next_batch())  # StopIteration at the end
+        try:
+            item = next(self._source)
+        except StopIteration:
+            raise
+        except BaseException:
+            self._close()
+            raise
+        if isinstance(item, tuple):
+            batch, metadata = item
+            return Chunk(batch, pa.py_buffer(metadata) if isinstance(metadata, bytes) else metadata)
+        return Chunk(item)
+
+    def cancel(self) -> None:
+        self._cancelled.set()
+
+    def _close(self) -> None:
+        close = getattr(self._source, "close", None)
+        if close is not None:
+            close()
+
+
+def _live_entry(live: LiveDataset) -> Entry:
+    return Entry(name=live.name, path=live.path, format="live")
+
+
+def _live_info(live: LiveDataset) -> DatasetInfo:
+    assert live.schema is not None
+    return DatasetInfo(live.schema, live.rows, live.size)
+
+
+def _clean_errors(items: Iterator[Item], name: str) -> Iterator[Item]:
+    """Errors while following become clean Flight errors for the client."""
+    try:
+        yield from items
+    except flight.FlightError:
+        raise
+    except Exception as exc:
+        raise errors.invalid(f"dataset {name!r}: {errors.clean_message(exc)}") from None
