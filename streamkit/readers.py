@@ -111,8 +111,13 @@ class Readers:
             if size == 0:
                 raise errors.invalid(f"dataset {entry.name!r}: the file is empty")
             if entry.format in ("parquet", "arrow"):
-                dataset = _pyarrow_dataset(entry)
-                info = DatasetInfo(dataset.schema, dataset.count_rows(), size)
+                with _DATASET_API:
+                    with self._lock:
+                        cached = self._cache.get(key)
+                    if cached:  # another request found it while this one waited
+                        return cached
+                    dataset = _pyarrow_dataset(entry)
+                    info = DatasetInfo(dataset.schema, dataset.count_rows(), size)
             else:
                 reader = _open_text(entry, None)
                 info = DatasetInfo(reader.schema, -1, size)
@@ -157,6 +162,12 @@ class Readers:
         return BatchStream(schema, batches)
 
 
+# pyarrow.dataset's discovery and count_rows wait on tasks of Arrow's own thread pool: called
+# from ~20 threads at once they deadlock it (seen with 20 first requests for one IPC file).
+# They run once per file version (cached above), so one at a time costs nothing.
+_DATASET_API = threading.Lock()
+
+
 def _pyarrow_dataset(entry: Entry) -> ds.Dataset:
     if entry.format == "arrow":
         return ds.dataset(entry.path, format="ipc")
@@ -166,7 +177,9 @@ def _pyarrow_dataset(entry: Entry) -> ds.Dataset:
 def _parquet_batches(entry: Entry, schema: pa.Schema, batch_rows: int, batch_bytes: int) -> Batches:
     """Each file of the dataset in turn, ``schema``'s columns only (partition keys of a
     hive folder filled in), decoded batch by batch as the stream asks for them."""
-    for fragment in _pyarrow_dataset(entry).get_fragments():
+    with _DATASET_API:
+        fragments = list(_pyarrow_dataset(entry).get_fragments())
+    for fragment in fragments:
         keys = ds.get_partition_keys(fragment.partition_expression)
         with pq.ParquetFile(fragment.path, **_PARQUET_FILE_OPTIONS) as file:
             in_file = set(file.schema_arrow.names)

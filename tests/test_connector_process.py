@@ -4,6 +4,7 @@ and bounded memory on a large file."""
 from __future__ import annotations
 
 import signal
+import threading
 import time
 
 import psutil
@@ -84,3 +85,33 @@ def test_large_csv_streams_in_bounded_memory(tmp_path, process):
     assert total == 2 * rows
     assert size > 250 * 2**20
     assert peak < size * 0.8, f"peak RSS {peak >> 20} MB for a {size >> 20} MB file"
+
+
+def test_many_first_requests_for_one_file_at_once(tmp_path, process):
+    """pyarrow.dataset's row counting, run by 20 threads at once on a ~50 MB IPC file,
+    deadlocked Arrow's thread pool and with it every later request."""
+    chunk = pa.table({"a": pa.array(range(1 << 16)), "s": [f"x{i}" for i in range(1 << 16)]})
+    with pa.OSFile(str(tmp_path / "big.arrow"), "wb") as sink, pa.ipc.new_file(
+        sink, chunk.schema
+    ) as writer:
+        for _ in range(40):
+            writer.write_table(chunk)
+    proc, first = start_connector(process, tmp_path)
+    first.close()
+    port = int(proc.wait_for_stderr(r"at grpc://127\.0\.0\.1:(\d+)").group(1))
+    answers: list[int] = []
+    start = threading.Barrier(20)
+
+    def ask() -> None:
+        with flight.connect(f"grpc://127.0.0.1:{port}") as client:
+            start.wait()
+            descriptor = flight.FlightDescriptor.for_path("big")
+            options = flight.FlightCallOptions(timeout=30)
+            answers.append(client.get_flight_info(descriptor, options).total_records)
+
+    threads = [threading.Thread(target=ask) for _ in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert answers == [40 << 16] * 20
