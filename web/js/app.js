@@ -1,5 +1,6 @@
 // The dashboard: wires the connection, pickers, query runs, progress, chart and table.
 
+import { undecodable } from "./cells.js";
 import { describeFields, defaultSeries, defaultX, KIND, isTemporal } from "./columns.js";
 import { Connection, STATUS } from "./connection.js";
 import { formatBytes, formatCount } from "./format.js";
@@ -245,15 +246,26 @@ el.series.addEventListener("change", () => {
 
 function readRequest() {
   const boxes = [...el.schema.querySelectorAll("input[type=checkbox]")];
-  const chosen = boxes.filter((b) => b.checked).map((b) => b.value);
+  const omitted = new Set(omittedColumns().map((f) => f.name));
+  const chosen = boxes.filter((b) => b.checked && !omitted.has(b.value)).map((b) => b.value);
   const request = { tenant: el.tenant.value, dataset: el.dataset.value };
-  if (chosen.length && chosen.length < boxes.length) request.columns = chosen;
+  if (omitted.size || (chosen.length && chosen.length < boxes.length)) request.columns = chosen;
   if (el.limit.value !== "") request.limit = Number(el.limit.value);
   if (el.follow.checked) {
     // Live rows come over the WebSocket; a follower that falls behind skips ahead.
     Object.assign(request, { follow: true, from: el.followFrom.value, on_lag: "skip" });
   }
   return request;
+}
+
+/** Chosen columns of types this page cannot decode: left out of the query, named in the table. */
+function omittedColumns() {
+  const chosen = new Set(
+    [...el.schema.querySelectorAll("input[type=checkbox]")].filter((b) => b.checked).map((b) => b.value),
+  );
+  return state.fields
+    .filter((f) => chosen.has(f.name) && undecodable(f.type))
+    .map((f) => ({ name: f.name, type: f.type, why: undecodable(f.type) }));
 }
 
 function expectedRows(request) {
@@ -267,6 +279,7 @@ function expectedRows(request) {
 async function runQuery() {
   if (state.run) return;
   const request = readRequest();
+  const omitted = omittedColumns();
   const transport = request.follow ? TRANSPORT.WS : el.form.elements.transport.value;
   const run = {
     id: ++state.runs,
@@ -306,7 +319,7 @@ async function runQuery() {
     if (fields.length) state.fields = fields; // the result's own schema (columns chosen)
     renderChartControls();
     const listed = new Map((selectedDataset()?.schema ?? []).map((f) => [f.name, f.type]));
-    table.reset(run.handle.reader.schema, listed, { latest: run.live });
+    table.reset(run.handle.reader.schema, listed, { latest: run.live, omitted });
     plot.reset(chosenX(), chosenSeries(), { draw: false });
     await consume(run);
     const outcome = await run.handle.finish();

@@ -1,9 +1,8 @@
 // The table of the first rows of a result (or, for a live stream, the latest rows, newest
 // first), with each column's type under its name.
 
-import { DataType } from "apache-arrow";
+import { cellText } from "./cells.js";
 import { KIND, kindOfType } from "./columns.js";
-import { formatNumber, formatTimestamp, truncate } from "./format.js";
 
 export const TABLE_ROWS = 100;
 const LATEST_REDRAW_MS = 250;
@@ -13,16 +12,21 @@ export class FirstRows {
     this.table = table;
     this.caption = caption;
     this.fields = [];
+    this.omitted = []; // columns left out: {name, type, why}
     this.rows = 0;
     this.latest = false;
     this.recent = []; // latest mode: the last batches, enough for TABLE_ROWS rows
     this.timer = null;
   }
 
-  /** Clear and set the header from an Arrow schema (or nothing); `typeNames` overrides type labels. */
-  reset(schema = null, typeNames = new Map(), { latest = false } = {}) {
+  /**
+   * Clear and set the header from an Arrow schema (or nothing); `typeNames` overrides type
+   * labels; `omitted` columns (this page cannot decode their type) get a header and a note.
+   */
+  reset(schema = null, typeNames = new Map(), { latest = false, omitted = [] } = {}) {
     this.rows = 0;
     this.latest = latest;
+    this.omitted = schema ? omitted : [];
     this.recent = [];
     clearTimeout(this.timer);
     this.timer = null;
@@ -40,6 +44,20 @@ export class FirstRows {
       type.textContent = typeNames.get(field.name) ?? String(field.type);
       th.append(name, type);
       if (kindOfType(field.type) === KIND.NUMBER) th.classList.add("num");
+      row.append(th);
+    }
+    for (const column of this.omitted) {
+      const th = document.createElement("th");
+      th.scope = "col";
+      th.className = "omitted";
+      th.title = `not shown: this browser's Arrow library cannot decode ${column.why}`;
+      const name = document.createElement("span");
+      name.className = "col-name";
+      name.textContent = column.name;
+      const type = document.createElement("span");
+      type.className = "col-type";
+      type.textContent = column.type;
+      th.append(name, type);
       row.append(th);
     }
     this.table.replaceChildren(head, document.createElement("tbody"));
@@ -95,16 +113,23 @@ export class FirstRows {
       const tr = document.createElement("tr");
       columns.forEach((vector, c) => {
         const td = document.createElement("td");
-        const value = vector ? vector.get(i) : null;
-        if (value == null) {
+        const text = vector ? cellText(vector, i, this.fields[c]) : null;
+        if (text == null) {
           td.className = "null";
           td.textContent = "null";
         } else {
-          td.textContent = formatCell(value, this.fields[c].type);
+          td.textContent = text;
           if (numeric[c]) td.classList.add("num");
         }
         tr.append(td);
       });
+      for (const column of this.omitted) {
+        const td = document.createElement("td");
+        td.className = "null omitted";
+        td.textContent = "not shown";
+        td.title = `this browser's Arrow library cannot decode ${column.why}`;
+        tr.append(td);
+      }
       fragment.append(tr);
     }
     return fragment;
@@ -113,24 +138,11 @@ export class FirstRows {
   #caption() {
     const title = this.table.closest(".panel")?.querySelector("h2");
     if (title) title.textContent = this.latest ? "Latest rows" : "First rows";
-    this.caption.textContent = this.fields.length
-      ? `${this.latest ? "latest" : "first"} ${this.rows} row${this.rows === 1 ? "" : "s"}${this.latest ? ", newest first" : ""} · ${this.fields.length} columns`
+    const omitted = this.omitted.length
+      ? ` · not shown (this browser cannot decode them): ${this.omitted.map((c) => `${c.name} (${c.type})`).join(", ")}`
       : "";
-  }
-}
-
-function formatCell(value, type) {
-  if (DataType.isTimestamp(type)) return formatTimestamp(Number(value));
-  if (DataType.isDate(type)) {
-    return formatTimestamp(value instanceof Date ? value.getTime() : Number(value), { dateOnly: true });
-  }
-  if (typeof value === "number" || typeof value === "bigint") return formatNumber(value);
-  if (typeof value === "boolean") return String(value);
-  if (typeof value === "string") return truncate(value);
-  if (value instanceof Uint8Array) return truncate(`0x${[...value.subarray(0, 40)].map((b) => b.toString(16).padStart(2, "0")).join("")}`);
-  try {
-    return truncate(JSON.stringify(value.toJSON ? value.toJSON() : value, (_, v) => (typeof v === "bigint" ? v.toString() : v)));
-  } catch {
-    return truncate(String(value));
+    this.caption.textContent = this.fields.length || this.omitted.length
+      ? `${this.latest ? "latest" : "first"} ${this.rows} row${this.rows === 1 ? "" : "s"}${this.latest ? ", newest first" : ""} · ${this.fields.length} columns${omitted}`
+      : "";
   }
 }

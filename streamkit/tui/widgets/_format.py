@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import decimal
+import json
 
 
 def count(value: int) -> str:
@@ -47,7 +49,9 @@ def number(value: float | None, integer: bool = False) -> str:
 
 
 def cell(value: object, width: int = 24, today: dt.date | None = None) -> str:
-    """A table cell: ``None`` as empty, floats trimmed, long text cut with an ellipsis."""
+    """A table cell: ``None`` as empty, floats trimmed, decimals without an exponent,
+    durations in seconds, nested values (lists, structs, maps) as JSON, long text cut with
+    an ellipsis."""
     if value is None:
         text = ""
     elif isinstance(value, float):
@@ -56,10 +60,35 @@ def cell(value: object, width: int = 24, today: dt.date | None = None) -> str:
         text = timestamp(value, today)
     elif isinstance(value, bytes):
         text = value[:16].hex() + ("…" if len(value) > 16 else "")
+    elif isinstance(value, decimal.Decimal):
+        text = format(value, "f")  # str() spells 0E-10 and -1E-20 with an exponent
+    elif isinstance(value, dt.timedelta):
+        text = f"{_seconds(value)} s"
+    elif isinstance(value, dict | list | tuple):
+        text = json.dumps(value, ensure_ascii=False, default=_json_default)
     else:
         text = str(value)
     text = text.replace("\n", " ")
     return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _seconds(value: dt.timedelta) -> str:
+    """Exact seconds: ``-1.5``, not ``-1 day, 23:59:58.500000``."""
+    micros = (value.days * 86_400 + value.seconds) * 1_000_000 + value.microseconds
+    return format(decimal.Decimal(micros).scaleb(-6).normalize(), "f")
+
+
+def _json_default(value: object) -> object:
+    """Nested values JSON cannot hold: as their cell text (bytes in hex)."""
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, dt.datetime):
+        return value.isoformat(sep=" ")
+    if isinstance(value, dt.date | dt.time):
+        return value.isoformat()
+    if isinstance(value, decimal.Decimal | dt.timedelta):
+        return cell(value, width=1_000)
+    return str(value)
 
 
 def timestamp(value: dt.datetime, today: dt.date | None = None) -> str:
