@@ -58,7 +58,9 @@ def write_datasets(folder: Path, table: pa.Table | None = None) -> list[Dataset]
         path = folder / "parquet.parquet"
         pq.write_table(parquet_table(), path, row_group_size=10)
         # Parquet renames list items and map entries; values and types come back exact.
-        datasets.append(Dataset("parquet", parquet_table(), False, pq.read_schema(path)))
+        # Arrow IPC (so Flight) does not carry a map's entries name: as every reader sees it.
+        schema = pa.ipc.read_schema(pq.read_schema(path).serialize())
+        datasets.append(Dataset("parquet", parquet_table(), False, schema))
     return datasets
 
 

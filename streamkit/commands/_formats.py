@@ -41,6 +41,7 @@ import itertools
 import json
 import math
 import zoneinfo
+from collections.abc import Callable
 from enum import StrEnum
 from json.encoder import encode_basestring  # the C implementation when available
 from pathlib import Path
@@ -303,6 +304,9 @@ def text(column: pa.Array) -> pa.Array:
         return text(column.dictionary).take(column.indices)
     if pa.types.is_run_end_encoded(kind):
         return text(pc.run_end_decode(column))
+    if pa.types.is_union(kind):  # JSON text, but NaN and infinity as CSV spells them
+        values = _union_values(column, _union_child_text)
+        return pa.array([None if v == _NULL else v for v in values], TEXT)
     flat = _flat_text(column)
     if flat is not None:
         return flat
@@ -549,9 +553,20 @@ def _struct_json(column: pa.StructArray) -> list[str]:
 
 
 def _union_json(column: pa.UnionArray) -> list[str]:
+    return _union_values(column, _json)
+
+
+def _union_child_text(child: pa.Array) -> list[str | None]:
+    if pa.types.is_floating(child.type):
+        return [_NULL if v is None else v for v in text(child).to_pylist()]
+    return _json(child)
+
+
+def _union_values(column: pa.UnionArray, values_of: Callable[[pa.Array], list[Any]]) -> list[Any]:
+    """Each row's value from its child, as ``values_of`` gives a child's values."""
     kind = column.type
     child_of = {code: i for i, code in enumerate(kind.type_codes)}
-    children = [_json(column.field(i)) for i in range(kind.num_fields)]
+    children = [values_of(column.field(i)) for i in range(kind.num_fields)]
     codes = _union_buffer(column, 1, pa.int8()).to_pylist()
     if kind.mode == "sparse":  # field() is already sliced like the union
         return [children[child_of[c]][i] for i, c in enumerate(codes)]

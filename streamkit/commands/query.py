@@ -295,6 +295,7 @@ def _stream(client: GatewayClient, q: Query, fmt: Format, sink: BinaryIO) -> Non
 def _preview(client: GatewayClient, q: Query, sink: BinaryIO) -> None:
     """The first rows as a rich table; a note on stderr says how many more there are."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     info = client.info(q)
@@ -312,7 +313,9 @@ def _preview(client: GatewayClient, q: Query, sink: BinaryIO) -> None:
     table = Table(show_lines=False, header_style="bold", row_styles=["", "dim"])
     for field in reader.schema:
         table.add_column(
-            f"{field.name}\n[dim]{field.type}[/dim]", overflow="ellipsis", no_wrap=True
+            f"{escape(field.name)}\n[dim]{escape(str(field.type))}[/dim]",
+            overflow="ellipsis",
+            no_wrap=True,
         )
     for row in rows:
         table.add_row(*(_cell(v) for v in row.values()))

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from streamkit.batches import batch_bytes
+from streamkit.batches import batch_bytes, empty_batch
 
 MAX_CHARTS = 6
 """At most this many numeric columns get a sparkline."""
@@ -223,7 +223,7 @@ class StreamAccumulator:
             index: RollingSeries(rolling) if rolling else Series(capacity)
             for index in numeric_columns(schema)
         }
-        self._tail = schema.empty_table()
+        self._tail = pa.Table.from_batches([empty_batch(schema)])  # unions lack empty_table
         self._notified = False
         self.rows = 0
         self.batches = 0
@@ -254,7 +254,7 @@ class StreamAccumulator:
     def snapshot(self) -> StreamSnapshot:
         with self._lock:
             self._notified = False
-            columns = [column.to_pylist() for column in self._tail.columns]
+            columns = [_values(column) for column in self._tail.columns]
             return StreamSnapshot(
                 rows=self.rows,
                 batches=self.batches,
@@ -274,3 +274,21 @@ class StreamAccumulator:
                 latest_rows=tuple(zip(*columns, strict=True)) if columns else (),
                 skipped=self.skipped,
             )
+
+
+def _values(column: pa.ChunkedArray) -> list[object]:
+    """Python values for the latest-rows table; a nanosecond time, timestamp or duration
+    that Python's datetime cannot hold, as its exact ISO text instead."""
+    try:
+        return column.to_pylist()
+    except ValueError:
+        return [_value(chunk, i) for chunk in column.chunks for i in range(len(chunk))]
+
+
+def _value(chunk: pa.Array, index: int) -> object:
+    try:
+        return chunk[index].as_py()
+    except ValueError:
+        from streamkit.commands._formats import text
+
+        return text(chunk.slice(index, 1))[0].as_py()
