@@ -1,7 +1,11 @@
-"""The error contract of DESIGN.md: Flight error classes and messages, WebSocket codes.
+"""The error contract of DESIGN.md: typed errors raised by the core, converted at the edges.
 
-Only ``flight.Flight*Error`` classes reach clients without the server's traceback, so every
-failure a client may see is raised as one of them, recognised by its message prefix.
+The core (catalog, readers, query, live, the connector and the gateway's routing) raises a
+:class:`StreamkitError` subclass whose ``code`` is the contract's WebSocket code and whose
+message starts as DESIGN.md says (``not found: …``, ``invalid: …``). Only the edges convert:
+:func:`to_flight` (the Flight error class, the message, and the code in ``extra_info``),
+``HTTP_STATUS``, and the WebSocket ``code``. A client reads the code (:func:`code_of`), not
+the text; the message prefix stays for Flight clients that only see text.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ UNAUTHORIZED = "unauthorized"
 RATE_LIMITED = "rate_limited"
 LAGGING = "lagging"
 INTERNAL = "internal"
+CANCELLED = "cancelled"  # a stream ended by its own client: an outcome, never sent
+UNIMPLEMENTED = "unimplemented"
 
 HTTP_STATUS = {
     NOT_FOUND: 404,
@@ -31,23 +37,125 @@ HTTP_STATUS = {
     RATE_LIMITED: 429,
     LAGGING: 503,
     INTERNAL: 500,
+    CANCELLED: 499,
+    UNIMPLEMENTED: 501,
 }
 
 
-def not_found(what: str) -> flight.FlightServerError:
-    return flight.FlightServerError(f"not found: {what}")
+class StreamkitError(Exception):
+    """A failure a client may see: a contract code and a one-line message."""
+
+    code = INTERNAL
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
 
 
-def invalid(what: str) -> flight.FlightServerError:
-    return flight.FlightServerError(f"invalid: {what}")
+class NotFound(StreamkitError):
+    code = NOT_FOUND
 
 
-def unavailable(what: str) -> flight.FlightUnavailableError:
-    return flight.FlightUnavailableError(f"unavailable: {what}")
+class Invalid(StreamkitError):
+    code = INVALID
 
 
-def lagging(what: str) -> flight.FlightUnavailableError:
-    return flight.FlightUnavailableError(f"lagging: {what}")
+class Unavailable(StreamkitError):
+    code = UNAVAILABLE
+
+
+class RateLimited(Unavailable):
+    code = RATE_LIMITED
+
+
+class Lagging(Unavailable):
+    code = LAGGING
+
+
+class Busy(StreamkitError):
+    code = BUSY
+
+
+class Unauthenticated(StreamkitError):
+    code = UNAUTHENTICATED
+
+
+class Unauthorized(StreamkitError):
+    code = UNAUTHORIZED
+
+
+class Cancelled(StreamkitError):
+    code = CANCELLED
+
+
+class Unimplemented(StreamkitError):
+    code = UNIMPLEMENTED
+
+
+_BY_CODE: dict[str, type[StreamkitError]] = {
+    cls.code: cls
+    for cls in (
+        StreamkitError,
+        NotFound,
+        Invalid,
+        Unavailable,
+        RateLimited,
+        Lagging,
+        Busy,
+        Unauthenticated,
+        Unauthorized,
+        Cancelled,
+        Unimplemented,
+    )
+}
+
+_FLIGHT_CLASS: dict[str, type[flight.FlightError]] = {
+    UNAVAILABLE: flight.FlightUnavailableError,
+    RATE_LIMITED: flight.FlightUnavailableError,
+    LAGGING: flight.FlightUnavailableError,
+    BUSY: flight.FlightUnavailableError,
+    UNAUTHENTICATED: flight.FlightUnauthenticatedError,
+    UNAUTHORIZED: flight.FlightUnauthorizedError,
+    CANCELLED: flight.FlightCancelledError,
+}
+
+
+def error(code: str, message: str) -> StreamkitError:
+    """The typed error of ``code`` (unknown codes: internal)."""
+    return _BY_CODE.get(code, StreamkitError)(message)
+
+
+def not_found(what: str) -> NotFound:
+    return NotFound(f"not found: {what}")
+
+
+def invalid(what: str) -> Invalid:
+    return Invalid(f"invalid: {what}")
+
+
+def unavailable(what: str) -> Unavailable:
+    return Unavailable(f"unavailable: {what}")
+
+
+def lagging(what: str) -> Lagging:
+    return Lagging(f"lagging: {what}")
+
+
+def rate_limited(what: str) -> RateLimited:
+    return RateLimited(f"rate limited: {what}")
+
+
+def to_flight(exc: StreamkitError) -> flight.FlightError:
+    """The Flight error a client receives: class by code, the code in ``extra_info``."""
+    cls = _FLIGHT_CLASS.get(exc.code, flight.FlightServerError)
+    return cls(exc.message, extra_info=exc.code.encode())
+
+
+def from_flight(exc: BaseException) -> StreamkitError:
+    """A typed error for one raised by a Flight call (or pyarrow), clean of gRPC detail."""
+    if isinstance(exc, StreamkitError):
+        return exc
+    return error(code_of(exc), clean_message(exc))
 
 
 _DETAIL = re.compile(r"(\. Detail: [A-Za-z ]+)+$")
@@ -55,6 +163,8 @@ _DETAIL = re.compile(r"(\. Detail: [A-Za-z ]+)+$")
 
 def clean_message(exc: BaseException) -> str:
     """The first line of an error's message, without the gRPC debug context pyarrow appends."""
+    if isinstance(exc, StreamkitError):
+        return exc.message
     text = str(exc).split(". gRPC client debug context:")[0]
     text = text.split("\n")[0].strip()
     text = _DETAIL.sub("", text)  # the gRPC status detail pyarrow appends
@@ -68,12 +178,21 @@ def clean_message(exc: BaseException) -> str:
 
 
 def code_of(exc: BaseException) -> str:
-    """The WebSocket/HTTP error code of an exception raised by a Flight call."""
+    """The contract code of any error: typed, a Flight error (its ``extra_info``, else —
+    from a server that does not send it — its class and message prefix), or pyarrow's."""
+    if isinstance(exc, StreamkitError):
+        return exc.code
+    if isinstance(exc, flight.FlightError):
+        sent = (exc.extra_info or b"").decode("ascii", "replace")
+        if sent in _BY_CODE:
+            return sent
     message = clean_message(exc)
     if isinstance(exc, flight.FlightUnauthenticatedError):
         return UNAUTHENTICATED
     if isinstance(exc, flight.FlightUnauthorizedError):
         return UNAUTHORIZED
+    if isinstance(exc, flight.FlightCancelledError):
+        return CANCELLED
     if message.startswith("rate limited:"):
         return RATE_LIMITED
     if message.startswith("lagging:"):
@@ -82,17 +201,19 @@ def code_of(exc: BaseException) -> str:
         return UNAVAILABLE
     if message.startswith("not found:"):
         return NOT_FOUND
+    if message.startswith("unimplemented:"):
+        return UNIMPLEMENTED
     if message.startswith("invalid:") or isinstance(exc, pa.ArrowInvalid | pa.ArrowTypeError):
         return INVALID
     return INTERNAL
 
 
-def as_flight_error(exc: BaseException, context: str, hide: str = "") -> flight.FlightError:
-    """Turn an error from reading data into a clean ``invalid:`` Flight error.
+def as_error(exc: BaseException, context: str, hide: str = "") -> StreamkitError:
+    """Turn an error from reading data into a clean ``invalid:`` error.
 
     ``hide`` (a server path) is removed from the message so clients never learn where data lives.
     """
-    if isinstance(exc, flight.FlightError):
+    if isinstance(exc, StreamkitError):
         return exc
     message = clean_message(exc)
     if hide:

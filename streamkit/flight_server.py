@@ -1,18 +1,65 @@
 """What the connector's and the gateway's Flight servers share: TLS, bearer tokens read by a
-middleware, the peer allow-list, and a clean "unimplemented" for methods they do not serve.
+middleware, the peer allow-list, a clean "unimplemented" for methods they do not serve, and
+the Flight edge of the error contract: a typed error raised by any handler reaches the
+client as its Flight error class, with its code in ``extra_info``.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pyarrow.flight as flight
 
+from streamkit import errors
 from streamkit.security import AUTH_MIDDLEWARE, PeerFilter, TokenMiddlewareFactory, call_token
+
+FLIGHT_METHODS = (
+    "list_flights",
+    "get_flight_info",
+    "get_schema",
+    "do_get",
+    "do_put",
+    "do_exchange",
+    "do_action",
+    "list_actions",
+)
+
+
+def flight_edge(method: Callable[..., Any]) -> Callable[..., Any]:
+    """``method`` with typed errors turned into Flight errors (generators: as they iterate)."""
+    if inspect.isgeneratorfunction(method):
+
+        @functools.wraps(method)
+        def iterate(*args: Any, **kwargs: Any) -> Any:
+            try:
+                yield from method(*args, **kwargs)
+            except errors.StreamkitError as exc:
+                raise errors.to_flight(exc) from None
+
+        return iterate
+
+    @functools.wraps(method)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(*args, **kwargs)
+        except errors.StreamkitError as exc:
+            raise errors.to_flight(exc) from None
+
+    return call
 
 
 class BaseFlightServer(flight.FlightServerBase):
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Every Flight handler a subclass defines goes through :func:`flight_edge`."""
+        super().__init_subclass__(**kwargs)
+        for name in FLIGHT_METHODS:
+            if name in cls.__dict__:
+                setattr(cls, name, flight_edge(cls.__dict__[name]))
+
     def __init__(
         self,
         location: str = "grpc://127.0.0.1:0",
@@ -50,8 +97,8 @@ class BaseFlightServer(flight.FlightServerBase):
         """The schema of what ``get_flight_info`` describes (same checks, same errors)."""
         return flight.SchemaResult(self.get_flight_info(context, descriptor).schema)
 
-    def _unimplemented(self, method: str) -> flight.FlightServerError:
-        return flight.FlightServerError(f"unimplemented: {method} is not served here")
+    def _unimplemented(self, method: str) -> flight.FlightError:
+        return errors.to_flight(errors.Unimplemented(f"unimplemented: {method} is not served here"))
 
     def do_put(self, context, descriptor, reader, writer):
         raise self._unimplemented("DoPut")

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import pyarrow as pa
 import pyarrow.flight as flight
 
+from streamkit import errors
+
 Item = pa.RecordBatch | tuple[pa.RecordBatch, pa.Buffer | bytes | None]
 
 
@@ -29,10 +31,19 @@ class Chunk:
 
 
 def generator_stream(schema: pa.Schema, items: Iterable[Item]) -> flight.FlightDataStream:
-    """A Flight stream of ``items`` (batches, or ``(batch, app_metadata)`` pairs)."""
+    """A Flight stream of ``items`` (batches, or ``(batch, app_metadata)`` pairs); a typed
+    error raised while iterating reaches the client as its Flight error."""
+    checked = _flight_errors(items)
     if not has_dictionaries(schema):
-        return flight.GeneratorStream(schema, items)
-    return flight.GeneratorStream(schema, _with_dictionaries(schema, items))
+        return flight.GeneratorStream(schema, checked)
+    return flight.GeneratorStream(schema, _with_dictionaries(schema, checked))
+
+
+def _flight_errors(items: Iterable[Item]) -> Iterator[Item]:
+    try:
+        yield from items
+    except errors.StreamkitError as exc:
+        raise errors.to_flight(exc) from None
 
 
 def _with_dictionaries(schema: pa.Schema, items: Iterable[Item]) -> Iterator[object]:

@@ -22,7 +22,6 @@ from dataclasses import dataclass
 import pyarrow as pa
 import pyarrow.csv as pcsv
 import pyarrow.dataset as ds
-import pyarrow.flight as flight
 import pyarrow.json as pjson
 import pyarrow.parquet as pq
 
@@ -74,15 +73,6 @@ class DatasetInfo:
 class BatchStream:
     schema: pa.Schema
     batches: Iterator[pa.RecordBatch]
-
-    def to_flight(self) -> flight.FlightDataStream:
-        return flight.GeneratorStream(self.schema, self.batches)
-
-
-def flight_stream(source: pa.RecordBatchReader | BatchStream) -> flight.FlightDataStream:
-    if isinstance(source, BatchStream):
-        return source.to_flight()
-    return flight.RecordBatchStream(source)
 
 
 class Readers:
@@ -367,7 +357,7 @@ class _errors_for:
             return False
         if not isinstance(exc, Exception):
             return False
-        raise errors.as_flight_error(
+        raise errors.as_error(
             _explain(exc), f"dataset {self.entry.name!r}", hide=self.root
         ) from None
 

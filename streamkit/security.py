@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import pyarrow.flight as flight
 
+from streamkit import errors
+
 AUTH_MIDDLEWARE = "auth"
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -91,7 +93,7 @@ class PeerFilter:
         """The caller's address; refuses a peer outside the allow-list before any work."""
         address = peer_address(context.peer())
         if not self.allows(address):
-            raise flight.FlightUnauthorizedError(f"peer not allowed: {address}")
+            raise errors.Unauthorized(f"peer not allowed: {address}")
         return address
 
 
@@ -178,5 +180,5 @@ class RateLimiter:
         return release
 
 
-def _limited(tenant: str, why: str) -> flight.FlightUnavailableError:
-    return flight.FlightUnavailableError(f"rate limited: tenant {tenant!r}: {why}")
+def _limited(tenant: str, why: str) -> errors.RateLimited:
+    return errors.rate_limited(f"tenant {tenant!r}: {why}")

@@ -15,7 +15,6 @@ from typing import BinaryIO
 
 import pyarrow as pa
 import pyarrow.csv as pcsv
-import pyarrow.flight as flight
 import pyarrow.json as pjson
 
 from streamkit import errors
@@ -117,7 +116,7 @@ def _after_last_newline(f: BinaryIO, entry: Entry) -> int:
     return 0
 
 
-def _too_long(entry: Entry) -> flight.FlightServerError:
+def _too_long(entry: Entry) -> errors.Invalid:
     return errors.invalid(
         f"dataset {entry.name!r}: a line is longer than {MAX_READ_BYTES // 2**20} MB, "
         "the most that can be followed"

@@ -11,6 +11,7 @@ import pyarrow as pa
 import pyarrow.flight as flight
 import pytest
 
+from streamkit import errors
 from streamkit.flight_streams import Chunk
 from streamkit.gateway.live_hub import Hubs
 from streamkit.live import Follower
@@ -116,7 +117,7 @@ def test_an_unknown_column_is_invalid_and_leaves_no_follower():
     feed = Feed()
     hubs = Hubs()
     reader = follow(hubs, lambda key: feed)
-    with pytest.raises(flight.FlightServerError, match="^invalid: .*no column 'nope'"):
+    with pytest.raises(errors.Invalid, match="^invalid: .*no column 'nope'"):
         follow(hubs, lambda key: feed, columns=("nope",))
     assert reader.hub.followers == {reader.follower}
     reader.cancel()

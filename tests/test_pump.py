@@ -94,7 +94,7 @@ def test_an_upstream_error_reaches_the_consumer_after_the_chunks_before_it():
 def test_awaited_from_an_event_loop_without_a_waiting_thread():
     async def consume() -> tuple[int, bool]:
         reader = FakeReader(total=10, hold_at=5)
-        pump = AsyncPump(reader, asyncio.get_running_loop())
+        pump = AsyncPump(Pump(reader), asyncio.get_running_loop())
         got = 0
         while got < 5:
             got += await pump.get(5) is not None

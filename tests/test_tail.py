@@ -14,7 +14,7 @@ import pyarrow.flight as flight
 import pytest
 from conftest import running_connector
 
-from streamkit import tail
+from streamkit import errors, tail
 from streamkit.catalog import Entry
 from streamkit.tail import MAX_READ_BYTES, tail_file
 
@@ -98,7 +98,7 @@ def test_a_line_longer_than_the_limit_is_an_error(tmp_path: Path, complete: bool
     path.write_bytes(line(0) + b"x" * MAX_READ_BYTES + (b"\n" if complete else b""))
     follower = tail_file(entry(path), SCHEMA, from_start=True, should_stop=until(10))
     assert seqs([next(follower)]) == [0]
-    with pytest.raises(flight.FlightServerError, match=TOO_LONG):
+    with pytest.raises(errors.Invalid, match=TOO_LONG):
         next(follower)
 
 
@@ -106,7 +106,7 @@ def test_from_end_after_a_line_longer_than_the_limit_is_an_error(tmp_path: Path)
     path = tmp_path / "app.jsonl"
     path.write_bytes(line(0) + b"x" * (MAX_READ_BYTES + 1))
     follower = tail_file(entry(path), SCHEMA, from_start=False, should_stop=until(10))
-    with pytest.raises(flight.FlightServerError, match=TOO_LONG):
+    with pytest.raises(errors.Invalid, match=TOO_LONG):
         next(follower)
 
 

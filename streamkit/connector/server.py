@@ -9,6 +9,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.flight as flight
 
+from streamkit import errors
 from streamkit.connector.service import Connector
 from streamkit.flight_server import BaseFlightServer
 from streamkit.flight_streams import generator_stream
@@ -37,9 +38,7 @@ class ConnectorServer(BaseFlightServer):
     def _admit(self, context: flight.ServerCallContext) -> None:
         _, given = self.admit(context)
         if self.token is not None and (given is None or not same_secret(given, self.token)):
-            raise flight.FlightUnauthenticatedError(
-                "unauthenticated: this connector needs its token"
-            )
+            raise errors.Unauthenticated("unauthenticated: this connector needs its token")
 
     def list_flights(
         self, context: flight.ServerCallContext, criteria: bytes

@@ -56,7 +56,7 @@ class Connector:
                 continue
             try:
                 info = self.readers.info(entry)
-            except flight.FlightError as exc:  # unreadable files are skipped, not fatal
+            except errors.StreamkitError as exc:  # unreadable files are skipped, not fatal
                 log.warning("listing skips %s: %s", entry.name, errors.clean_message(exc))
                 continue
             yield self._flight_info(entry, info, Query(dataset=entry.name))
@@ -88,14 +88,14 @@ class Connector:
             raise errors.invalid(f"{name!r} is not a valid dataset name")
         try:
             self.catalog.resolve(name)
-        except flight.FlightError:
+        except errors.StreamkitError:
             pass
         else:
             raise errors.invalid(f"dataset {name!r} is a file; publish under another name")
         live = self.live.get_or_create(name)
         try:
             rows = take_put(live, reader)
-        except flight.FlightError:
+        except (errors.StreamkitError, flight.FlightError):
             raise
         except pa.ArrowException as exc:
             raise errors.invalid(f"publishing to {name!r}: {errors.clean_message(exc)}") from None
@@ -127,7 +127,7 @@ class Connector:
         """A file dataset, or a published live dataset (as a pseudo entry)."""
         try:
             entry = self.catalog.resolve(query.dataset)
-        except flight.FlightError:
+        except errors.StreamkitError:
             live = self._live(query.dataset)
             if live is None:
                 raise
@@ -153,7 +153,7 @@ class LocalStream:
     def read_chunk(self) -> Chunk:
         if self._cancelled.is_set():
             self._close()
-            raise flight.FlightCancelledError("cancelled")
+            raise errors.Cancelled("cancelled")
         if isinstance(self._source, pa.RecordBatchReader):
             return Chunk(self._source.read_next_batch())  # StopIteration at the end
         try:
@@ -187,10 +187,10 @@ def _live_info(live: LiveDataset) -> DatasetInfo:
 
 
 def _clean_errors(items: Iterator[Item], name: str) -> Iterator[Item]:
-    """Errors while following become clean Flight errors for the client."""
+    """Errors while following become clean ``invalid:`` errors for the client."""
     try:
         yield from items
-    except flight.FlightError:
+    except errors.StreamkitError:
         raise
     except Exception as exc:
         raise errors.invalid(f"dataset {name!r}: {errors.clean_message(exc)}") from None

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import pyarrow.flight as flight
-
 from streamkit import errors
 from streamkit.config import GatewayConfig
 from streamkit.security import PeerFilter, RateLimiter, same_secret, token_id
@@ -60,10 +58,8 @@ class Access:
             raise errors.not_found(f"tenant {tenant!r}")
         if identity.token is None:
             raise unauthenticated(f"tenant {tenant!r} needs a token")
-        raise flight.FlightUnauthorizedError(
-            f"unauthorized: this token may not read tenant {tenant!r}"
-        )
+        raise errors.Unauthorized(f"unauthorized: this token may not read tenant {tenant!r}")
 
 
-def unauthenticated(why: str) -> flight.FlightUnauthenticatedError:
-    return flight.FlightUnauthenticatedError(f"unauthenticated: {why}")
+def unauthenticated(why: str) -> errors.Unauthenticated:
+    return errors.Unauthenticated(f"unauthenticated: {why}")

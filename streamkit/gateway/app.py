@@ -7,17 +7,16 @@ import logging
 import ssl
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
-import pyarrow.flight as flight
 from aiohttp import web
 
-from streamkit import errors
 from streamkit.config import GatewayConfig
 from streamkit.gateway.access import Access
 from streamkit.gateway.flight_service import GatewayFlightServer
+from streamkit.gateway.forward import Forwarder
 from streamkit.gateway.http_service import make_http_app
 from streamkit.gateway.upstream import Upstreams
+from streamkit.gateway.web_context import WebContext
 
 log = logging.getLogger("streamkit.gateway")
 
@@ -32,7 +31,8 @@ class Gateway:
         self.pool = ThreadPoolExecutor(STREAM_THREADS, thread_name_prefix="streamkit-stream")
         self.access = Access(config)
         self.upstreams = Upstreams(config)
-        self.connections = 0  # open WebSockets
+        self.forwarder = Forwarder(config, self.access, self.upstreams)
+        self.web = WebContext(config, self.forwarder, self.pool)
         self.flight: GatewayFlightServer | None = None
         self.http_port = 0
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -57,10 +57,8 @@ class Gateway:
     def start(self) -> Gateway:
         try:
             self.flight = GatewayFlightServer(
-                self.upstreams,
-                self.access,
+                self.forwarder,
                 f"grpc://{self.config.host}:{self.config.flight_port}",
-                idle_timeout=self.config.idle_timeout,
                 allow=self.config.allow,
                 tls_cert=self.config.tls_cert,
                 tls_key=self.config.tls_key,
@@ -77,7 +75,8 @@ class Gateway:
         self._loop = asyncio.new_event_loop()
 
         async def serve() -> None:
-            self._runner = web.AppRunner(make_http_app(self), access_log=None, shutdown_timeout=1.0)
+            app = make_http_app(self.web)
+            self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
             await self._runner.setup()
             site = web.TCPSite(
                 self._runner,
@@ -113,33 +112,9 @@ class Gateway:
         context.load_cert_chain(self.config.tls_cert, self.config.tls_key)
         return context
 
-    def list_datasets(self, tenants: frozenset[str] | None = None) -> list[dict[str, Any]]:
-        """The datasets of ``tenants`` (default all) as the WebSocket ``datasets`` lists them."""
-        out = []
-        for tenant in self.upstreams.tenants.values():
-            if tenants is not None and tenant.name not in tenants:
-                continue
-            try:
-                infos = self.upstreams.list_flights(tenant)
-            except flight.FlightError as exc:
-                log.warning("listing skips tenant %s: %s", tenant.name, errors.clean_message(exc))
-                continue
-            for info in infos:
-                out.append(
-                    {
-                        "tenant": tenant.name,
-                        "dataset": info.descriptor.path[0].decode(),
-                        "rows": info.total_records,
-                        "bytes": info.total_bytes,
-                        "schema": [{"name": f.name, "type": str(f.type)} for f in info.schema],
-                    }
-                )
-        return out
-
     def stop(self) -> None:
         """Stop accepting, end open streams, release the connectors. Safe to call twice."""
-        if self.flight is not None:
-            self.flight.stop()
+        self.forwarder.stop()
         if self._loop is not None and self._runner is not None:
             future = asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop)
             try:

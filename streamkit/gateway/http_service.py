@@ -4,23 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-import pyarrow.flight as flight
 from aiohttp import web
 
 from streamkit import errors
 from streamkit.gateway.access import Identity
-from streamkit.gateway.pump import AsyncPump, Ended
-from streamkit.gateway.requests_log import RequestRecord
+from streamkit.gateway.forward import Stream
+from streamkit.gateway.pump import Ended
+from streamkit.gateway.web_context import WebContext
 from streamkit.gateway.ws_session import MAX_MESSAGE_BYTES, WsSession
 from streamkit.ipc_frames import IpcFramer
 from streamkit.query import Query
 from streamkit.security import bearer_token
-
-if TYPE_CHECKING:
-    from streamkit.gateway.app import Gateway
 
 log = logging.getLogger("streamkit.gateway")
 
@@ -29,33 +26,39 @@ WEB_ROOT = Path(__file__).resolve().parent.parent / "web"
 if not WEB_ROOT.is_dir():
     WEB_ROOT = WEB_ROOT.parent.parent / "web"
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
-GATEWAY_KEY = web.AppKey("gateway", object)
+CONTEXT = web.AppKey("context", WebContext)
 HEARTBEAT_SECONDS = 20.0
 
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-def error_response(code: str, message: str) -> web.Response:
-    return web.json_response({"code": code, "message": message}, status=errors.HTTP_STATUS[code])
+
+def error_response(exc: errors.StreamkitError) -> web.Response:
+    return web.json_response(
+        {"code": exc.code, "message": exc.message}, status=errors.HTTP_STATUS[exc.code]
+    )
 
 
 @web.middleware
-async def guard(request: web.Request, handler):
-    """Refuse peers outside the allow-list before any work."""
-    gateway = _gateway(request)
+async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Refuse peers outside the allow-list before any work; typed errors become JSON."""
     address = request.remote or ""
-    if not gateway.access.peers.allows(address):
-        return error_response(errors.UNAUTHORIZED, f"peer not allowed: {address}")
-    return await handler(request)
+    if not request.app[CONTEXT].forwarder.access.peers.allows(address):
+        return error_response(errors.Unauthorized(f"peer not allowed: {address}"))
+    try:
+        return await handler(request)
+    except errors.StreamkitError as exc:
+        return error_response(exc)
 
 
 def request_identity(request: web.Request) -> Identity:
     """From the ``Authorization: Bearer`` header; raises unauthenticated for a bad token."""
     token = bearer_token(request.headers.get("Authorization"))
-    return _gateway(request).access.identify(token)
+    return request.app[CONTEXT].forwarder.identify(token)
 
 
-def make_http_app(gateway: Gateway) -> web.Application:
+def make_http_app(context: WebContext) -> web.Application:
     app = web.Application(middlewares=[guard])
-    app[GATEWAY_KEY] = gateway
+    app[CONTEXT] = context
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/ws", websocket)
     app.router.add_get("/api/stream/{tenant}/{dataset:.+}", stream)
@@ -63,21 +66,14 @@ def make_http_app(gateway: Gateway) -> web.Application:
     return app
 
 
-def _gateway(request: web.Request) -> Gateway:
-    return request.app[GATEWAY_KEY]  # type: ignore[return-value]
-
-
 async def healthz(request: web.Request) -> web.Response:
     """Status for load balancers; tenant details only for callers who may see them."""
-    gateway = _gateway(request)
-    try:
-        identity = request_identity(request)
-    except flight.FlightError as exc:
-        return error_response(errors.code_of(exc), errors.clean_message(exc))
+    context = request.app[CONTEXT]
+    identity = request_identity(request)
     loop = asyncio.get_running_loop()
-    tenants = await loop.run_in_executor(gateway.pool, gateway.upstreams.health)
+    tenants = await loop.run_in_executor(context.pool, context.forwarder.upstreams.health)
     status = "ok" if all(t["reachable"] for t in tenants.values()) else "degraded"
-    if gateway.access.auth_required and identity.token is None:
+    if context.forwarder.access.auth_required and identity.token is None:
         return web.json_response({"status": status})
     shown = {name: tenants[name] for name in tenants if name in identity.tenants}
     return web.json_response({"status": status, "tenants": shown})
@@ -94,33 +90,30 @@ def origin_allowed(request: web.Request, allowed: tuple[str, ...] | None) -> boo
 
 
 async def websocket(request: web.Request) -> web.StreamResponse:
-    gateway = _gateway(request)
-    if not origin_allowed(request, gateway.config.allowed_origins):
-        return error_response(errors.UNAUTHORIZED, "origin not allowed")
-    try:
-        identity = request_identity(request)
-    except flight.FlightError as exc:
-        return error_response(errors.code_of(exc), errors.clean_message(exc))
-    if gateway.connections >= gateway.config.max_connections:
-        return error_response(errors.UNAVAILABLE, "unavailable: too many connections")
+    context = request.app[CONTEXT]
+    if not origin_allowed(request, context.config.allowed_origins):
+        raise errors.Unauthorized("origin not allowed")
+    identity = request_identity(request)
+    if context.open_sockets >= context.config.max_connections:
+        raise errors.unavailable("too many connections")
     # No per-message deflate: Arrow frames barely compress and deflate costs ~30x throughput.
     # Messages over MAX_MESSAGE_BYTES get an error frame; far larger ones close the socket.
     ws = web.WebSocketResponse(
         heartbeat=HEARTBEAT_SECONDS, compress=False, max_msg_size=16 * MAX_MESSAGE_BYTES
     )
     await ws.prepare(request)
-    gateway.connections += 1
+    context.open_sockets += 1
     try:
         authenticated = identity.token is not None
-        await WsSession(ws, gateway, identity, request.remote or "", authenticated).run()
+        await WsSession(ws, context, identity, request.remote or "", authenticated).run()
     finally:
-        gateway.connections -= 1
+        context.open_sockets -= 1
     return ws
 
 
 async def stream(request: web.Request) -> web.StreamResponse:
     """``GET /api/stream/TENANT/DATASET?columns=a,b&limit=N``: a chunked Arrow IPC stream."""
-    gateway = _gateway(request)
+    context = request.app[CONTEXT]
     fields: dict[str, object] = {
         "tenant": request.match_info["tenant"],
         "dataset": request.match_info["dataset"],
@@ -131,80 +124,60 @@ async def stream(request: web.Request) -> web.StreamResponse:
         try:
             fields["limit"] = int(request.query["limit"])
         except ValueError:
-            return error_response(errors.INVALID, "invalid: 'limit' must be an integer")
+            raise errors.invalid("'limit' must be an integer") from None
+    identity = request_identity(request)
+    query = Query.from_json(fields)
     loop = asyncio.get_running_loop()
-    release = None
-    try:
-        identity = request_identity(request)
-        query = Query.from_json(fields)
-        gateway.access.authorize(identity, query.tenant)
-        gateway.upstreams.tenant(query.tenant)
-        caller = identity.caller(request.remote or "")
-        release = gateway.access.limits.acquire_stream(query.tenant, caller)
-        record = RequestRecord("http", query.tenant, query.dataset)
-        reader = await loop.run_in_executor(gateway.pool, gateway.upstreams.do_get, query)
-    except flight.FlightError as exc:
-        if release is not None:
-            release()
-        return error_response(errors.code_of(exc), errors.clean_message(exc))
-    try:
-        return await _send_stream(request, gateway, reader, record)
-    finally:
-        release()
+    opened = await loop.run_in_executor(
+        context.pool, context.forwarder.open, query, identity, request.remote or "", "http"
+    )
+    return await _send_stream(request, opened, context.config.idle_timeout)
 
 
-async def _send_stream(
-    request: web.Request, gateway: Gateway, reader: flight.FlightStreamReader, record: RequestRecord
-) -> web.StreamResponse:
-    pump = AsyncPump(reader, asyncio.get_running_loop())
-    idle = gateway.config.idle_timeout
+async def _send_stream(request: web.Request, opened: Stream, idle: float) -> web.StreamResponse:
     response = web.StreamResponse(
         headers={"Content-Type": ARROW_STREAM, "Cache-Control": "no-store"}
     )
     response.enable_chunked_encoding()
-    framer = IpcFramer(pump.schema)
+    framer = IpcFramer(opened.schema)
     try:
         await response.prepare(request)
-        head = framer.start()
-        record.add(0, len(head))
-        await response.write(head)
+        await response.write(framer.start())
         while True:
             try:
-                chunk = await pump.get(idle)
+                chunk = await opened.aget()
             except Ended:
                 break
-            if chunk is None:
-                raise TimeoutError
-            record.rows += chunk.data.num_rows
-            for piece in framer.frames(chunk.data):
-                record.add(0, len(piece))
-                await asyncio.wait_for(response.write(piece), idle)
+            if chunk is not None:
+                for piece in framer.frames(chunk.data):
+                    await asyncio.wait_for(response.write(piece), idle)
         await response.write(framer.end())
         await response.write_eof()
-        record.finish("ok")
         return response
-    except (flight.FlightError, TimeoutError, ConnectionError, asyncio.CancelledError) as exc:
-        pump.cancel()
-        outcome = (
-            errors.code_of(exc)
-            if isinstance(exc, flight.FlightError)
-            else ("idle" if isinstance(exc, TimeoutError) else "disconnected")
-        )
-        record.finish(outcome)
-        # After the first byte an error can only end the body early, without the
-        # end-of-stream marker: readers see a truncated stream, never a short "complete" one.
-        if request.transport is not None:
-            request.transport.close()
-        if isinstance(exc, asyncio.CancelledError):
-            raise
-        return response
+    except errors.StreamkitError:
+        return _cut(request, response)  # the stream has recorded why
+    except TimeoutError:  # the client took no data for the idle time
+        opened.close("idle")
+        return _cut(request, response)
+    except ConnectionError:
+        opened.close("disconnected")
+        return _cut(request, response)
+    except asyncio.CancelledError:
+        opened.close("disconnected")
+        _cut(request, response)
+        raise
     except Exception:
-        pump.cancel()
-        record.finish(errors.INTERNAL)
+        opened.close(errors.INTERNAL)
         log.exception("http stream failed")
-        if request.transport is not None:
-            request.transport.close()
-        return response
+        return _cut(request, response)
+
+
+def _cut(request: web.Request, response: web.StreamResponse) -> web.StreamResponse:
+    """After the first byte an error can only end the body early, without the end-of-stream
+    marker: readers see a truncated stream, never a short "complete" one."""
+    if request.transport is not None:
+        request.transport.close()
+    return response
 
 
 async def static_file(request: web.Request) -> web.StreamResponse:
@@ -212,5 +185,5 @@ async def static_file(request: web.Request) -> web.StreamResponse:
     root = WEB_ROOT.resolve()
     target = (root / relative).resolve()
     if not target.is_relative_to(root) or not target.is_file():
-        return error_response(errors.NOT_FOUND, f"not found: /{relative}")
+        raise errors.not_found(f"/{relative}")
     return web.FileResponse(target, headers={"Cache-Control": "no-cache"})

@@ -98,9 +98,7 @@ class Hub:
                 try:
                     chunk = self.reader.read_chunk()
                 except StopIteration:
-                    raise flight.FlightUnavailableError(
-                        "unavailable: the live feed ended"
-                    ) from None
+                    raise errors.unavailable("the live feed ended") from None
                 if chunk.data is None or not chunk.data.num_rows:
                     continue  # e.g. the empty batch that carries new dictionaries
                 offset = row_offset(chunk.app_metadata)
@@ -230,7 +228,7 @@ class HubReader:
             metadata = pa.py_buffer(json.dumps({"skipped": skipped}).encode()) if skipped else None
             return Chunk(self._shape(batch), metadata)
         self._leave()
-        raise flight.FlightCancelledError("cancelled")
+        raise errors.Cancelled("cancelled")
 
     def _leave(self) -> None:
         self.hub.leave(self.follower)

@@ -48,8 +48,8 @@ class Pump:
     ) -> None:
         self.reader = reader
         self.schema = reader.schema
+        self.wake = wake  # called (in the pump's thread) after each chunk and at the end
         self._depth = depth
-        self._wake = wake
         self._chunks: deque[Chunk] = deque()
         self._ready = threading.Condition()
         self._ended = False
@@ -82,8 +82,9 @@ class Pump:
             self._notify()
 
     def _notify(self) -> None:
-        if self._wake is not None:
-            self._wake()
+        wake = self.wake
+        if wake is not None:
+            wake()
 
     def get(self, timeout: float) -> Chunk | None:
         """The next chunk; None if none came within ``timeout`` seconds (0: do not wait).
@@ -116,11 +117,11 @@ class Pump:
 class AsyncPump:
     """A :class:`Pump` awaited from an event loop: no thread of the loop's pool waits."""
 
-    def __init__(self, reader: Upstream, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, pump: Pump, loop: asyncio.AbstractEventLoop) -> None:
         self._arrived = asyncio.Event()
         self._loop = loop
-        self.pump = Pump(reader, wake=self._wake)
-        self.schema = self.pump.schema
+        self.pump = pump
+        pump.wake = self._wake  # a chunk already queued is seen by the first get
 
     def _wake(self) -> None:
         with contextlib.suppress(RuntimeError):  # the loop closed: nobody is waiting
@@ -142,6 +143,3 @@ class AsyncPump:
                 return None
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._arrived.wait(), left)
-
-    def cancel(self) -> None:
-        self.pump.cancel()

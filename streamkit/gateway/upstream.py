@@ -213,8 +213,8 @@ class Upstreams:
                     "latency_ms": round((time.perf_counter() - started) * 1000, 2),
                     "datasets": datasets,
                 }
-            except flight.FlightError as exc:
-                report[name] = {"reachable": False, "error": errors.clean_message(exc)}
+            except errors.StreamkitError as exc:
+                report[name] = {"reachable": False, "error": exc.message}
         return report
 
     def close(self) -> None:
@@ -244,21 +244,22 @@ class _upstream_errors:
         raise upstream_error(self.tenant.name, exc) from None
 
 
-def upstream_error(tenant: str, exc: BaseException) -> flight.FlightError:
-    message = errors.clean_message(exc)
-    if isinstance(exc, flight.FlightUnavailableError | flight.FlightTimedOutError):
-        if message.startswith(("rate limited:", "lagging:")):
-            return flight.FlightUnavailableError(message)
+def upstream_error(tenant: str, exc: BaseException) -> errors.StreamkitError:
+    """What a client is told of a failure of ``tenant``'s connector (or of its stream)."""
+    if isinstance(exc, errors.StreamkitError):
+        return exc  # already ours (an embedded connector, a hub)
+    code, message = errors.code_of(exc), errors.clean_message(exc)
+    if code in (errors.RATE_LIMITED, errors.LAGGING, errors.CANCELLED):
+        return errors.error(code, message)
+    if code == errors.UNAVAILABLE:
         log.warning("tenant %s: connector unreachable: %s", tenant, message)
         return errors.unavailable(f"the connector of tenant {tenant!r} is unreachable")
-    if isinstance(exc, flight.FlightUnauthenticatedError | flight.FlightUnauthorizedError):
+    if code in (errors.UNAUTHENTICATED, errors.UNAUTHORIZED):
         log.warning("tenant %s: connector refused the gateway: %s", tenant, message)
         return errors.unavailable(f"the connector of tenant {tenant!r} refused the gateway")
-    if isinstance(exc, flight.FlightCancelledError):
-        return flight.FlightCancelledError(message)
     if message.startswith(("not found:", "invalid:")):
-        return flight.FlightServerError(message)
-    return flight.FlightServerError(f"invalid: tenant {tenant!r}: {message}")
+        return errors.error(code, message)
+    return errors.invalid(f"tenant {tenant!r}: {message}")
 
 
 def is_live_info(info: flight.FlightInfo) -> bool:

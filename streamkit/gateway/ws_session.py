@@ -10,21 +10,18 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import pyarrow.flight as flight
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from streamkit import errors
 from streamkit.gateway.access import Identity
-from streamkit.gateway.pump import AsyncPump, Ended
-from streamkit.gateway.requests_log import RequestRecord
+from streamkit.gateway.forward import Stream
+from streamkit.gateway.pump import Ended
 from streamkit.gateway.upstream import skipped_rows
+from streamkit.gateway.web_context import WebContext
 from streamkit.ipc_frames import IpcFramer
 from streamkit.query import Query
-
-if TYPE_CHECKING:
-    from streamkit.gateway.app import Gateway
 
 log = logging.getLogger("streamkit.gateway")
 
@@ -33,31 +30,27 @@ AUTH_TIMEOUT_SECONDS = 5.0
 QUERY_KEYS = frozenset({"action", "id"})
 
 
-class QueryCancelled(Exception):
-    pass
-
-
 class WsSession:
     def __init__(
         self,
         ws: web.WebSocketResponse,
-        gateway: Gateway,
+        context: WebContext,
         identity: Identity,
         peer: str,
         authenticated: bool,
     ) -> None:
         self.ws = ws
-        self.gateway = gateway
+        self.context = context
         self.identity = identity
         self.peer = peer
         self.authenticated = authenticated
         self.task: asyncio.Task[None] | None = None
         self.query_id: Any = None
-        self.pump: AsyncPump | None = None
+        self.stream: Stream | None = None
         self.cancelled = False
 
     async def run(self) -> None:
-        access = self.gateway.access
+        access = self.context.forwarder.access
         deadline = None
         if access.auth_required and not self.authenticated and not access.open:
             deadline = asyncio.create_task(self._close_unless_authenticated())
@@ -66,7 +59,7 @@ class WsSession:
                 if message.type == WSMsgType.TEXT:
                     await self.handle(message.data)
                 elif message.type == WSMsgType.BINARY:
-                    await self.send_error(None, errors.INVALID, "send JSON text messages")
+                    await self.send_error(None, errors.invalid("send JSON text messages"))
         finally:
             if deadline is not None:
                 deadline.cancel()
@@ -84,10 +77,10 @@ class WsSession:
         token = message.get("token")
         try:
             if not isinstance(token, str) or not token:
-                raise flight.FlightUnauthenticatedError("unauthenticated: 'token' is required")
-            self.identity = self.gateway.access.identify(token)
-        except flight.FlightError as exc:
-            await self.send_error(message.get("id"), errors.code_of(exc), errors.clean_message(exc))
+                raise errors.Unauthenticated("unauthenticated: 'token' is required")
+            self.identity = self.context.forwarder.identify(token)
+        except errors.StreamkitError as exc:
+            await self.send_error(message.get("id"), exc)
             return
         self.authenticated = True
         await self.send_json(
@@ -101,16 +94,16 @@ class WsSession:
     async def handle(self, text: str) -> None:
         if len(text.encode()) > MAX_MESSAGE_BYTES:
             await self.send_error(
-                None, errors.INVALID, f"message larger than {MAX_MESSAGE_BYTES} bytes"
+                None, errors.invalid(f"message larger than {MAX_MESSAGE_BYTES} bytes")
             )
             return
         try:
             message = json.loads(text)
         except json.JSONDecodeError:
-            await self.send_error(None, errors.INVALID, "malformed JSON")
+            await self.send_error(None, errors.invalid("malformed JSON"))
             return
         if not isinstance(message, dict):
-            await self.send_error(None, errors.INVALID, "a message must be a JSON object")
+            await self.send_error(None, errors.invalid("a message must be a JSON object"))
             return
         action = message.get("action")
         query_id = message.get("id")
@@ -128,139 +121,132 @@ class WsSession:
             ):
                 await self.cancel_query(wait=False)
             else:
-                await self.send_error(query_id, errors.INVALID, "no such query is running")
+                await self.send_error(query_id, errors.invalid("no such query is running"))
         else:
-            await self.send_error(query_id, errors.INVALID, f"unknown action {action!r}")
+            await self.send_error(query_id, errors.invalid(f"unknown action {action!r}"))
 
     async def send_json(self, payload: dict[str, Any]) -> None:
         if not self.ws.closed:
             await self.ws.send_str(json.dumps(payload))
 
-    async def send_error(self, query_id: Any, code: str, message: str) -> None:
-        await self.send_json({"type": "error", "id": query_id, "code": code, "message": message})
+    async def send_error(self, query_id: Any, exc: errors.StreamkitError) -> None:
+        await self.send_json(
+            {"type": "error", "id": query_id, "code": exc.code, "message": exc.message}
+        )
 
     async def send_list(self, query_id: Any) -> None:
         loop = asyncio.get_running_loop()
-        datasets = await loop.run_in_executor(
-            self.gateway.pool, self.gateway.list_datasets, self.identity.tenants
+        found = await loop.run_in_executor(
+            self.context.pool, self.context.forwarder.datasets, self.identity
         )
+        datasets = [
+            {
+                "tenant": tenant,
+                "dataset": info.descriptor.path[0].decode(),
+                "rows": info.total_records,
+                "bytes": info.total_bytes,
+                "schema": [{"name": f.name, "type": str(f.type)} for f in info.schema],
+            }
+            for tenant, info in found
+        ]
         await self.send_json({"type": "datasets", "id": query_id, "datasets": datasets})
 
     async def start_query(self, message: dict[str, Any]) -> None:
         query_id = message.get("id")
         if self.task is not None and not self.task.done():
-            await self.send_error(
-                query_id, errors.BUSY, "a query is already running on this socket"
-            )
+            busy = errors.Busy("a query is already running on this socket")
+            await self.send_error(query_id, busy)
             return
         fields = {k: v for k, v in message.items() if k not in QUERY_KEYS}
-        fields.setdefault("tenant", self.gateway.config.default_tenant)
+        fields.setdefault("tenant", self.context.config.default_tenant)
         try:
             query = Query.from_json(fields)
-            self.gateway.access.authorize(self.identity, query.tenant)
-            self.gateway.upstreams.tenant(query.tenant)
-            release = self.gateway.access.limits.acquire_stream(
-                query.tenant, self.identity.caller(self.peer)
-            )
-        except flight.FlightError as exc:
-            await self.send_error(query_id, errors.code_of(exc), errors.clean_message(exc))
+        except errors.StreamkitError as exc:
+            await self.send_error(query_id, exc)
             return
-        self.query_id, self.cancelled, self.pump = query_id, False, None
-        self.task = asyncio.create_task(self.stream(query, query_id))
-        self.task.add_done_callback(lambda _: release())
+        self.query_id, self.cancelled, self.stream = query_id, False, None
+        self.task = asyncio.create_task(self.run_query(query, query_id))
 
     async def cancel_query(self, wait: bool = True) -> None:
         task = self.task
         if task is None or task.done():
             return
         self.cancelled = True
-        if self.pump is not None:
-            self.pump.cancel()
+        if self.stream is not None:
+            self.stream.pump.cancel()  # wakes a wait for the next chunk
         if wait:
             try:
                 await asyncio.wait_for(asyncio.shield(task), 5)
             except (TimeoutError, asyncio.CancelledError):
                 task.cancel()
 
-    async def stream(self, query: Query, query_id: Any) -> None:
+    async def run_query(self, query: Query, query_id: Any) -> None:
         loop = asyncio.get_running_loop()
-        idle = self.gateway.config.idle_timeout
-        read_timeout = None if query.follow else idle  # a followed dataset may be quiet
-        record = RequestRecord("ws", query.tenant, query.dataset)
-        batches = 0
+        forwarder = self.context.forwarder
         try:
-            reader = await loop.run_in_executor(
-                self.gateway.pool, self.gateway.upstreams.do_get, query
+            self.stream = stream = await loop.run_in_executor(
+                self.context.pool, forwarder.open, query, self.identity, self.peer, "ws"
             )
-            self.pump = pump = AsyncPump(reader, loop)
+        except errors.StreamkitError as exc:
+            await self.send_error(query_id, exc)
+            return
+        try:
+            await self._send(stream, query_id)
+        except errors.StreamkitError as exc:  # the stream has recorded why
             if self.cancelled:
-                pump.cancel()
-            framer = IpcFramer(pump.schema, self.gateway.config.ws_frame_bytes)
-            head = framer.start()
-            record.add(0, len(head))
-            await self.ws.send_bytes(head)
-            while not self.cancelled:
-                try:
-                    item = await pump.get(read_timeout)
-                except Ended:
-                    break
-                except flight.FlightError:
-                    if self.cancelled:  # our own cancel interrupted the read
-                        break
-                    raise
-                if item is None:
-                    if read_timeout is not None:
-                        raise TimeoutError
-                    continue
-                if skipped := skipped_rows(item):
-                    await self.send_json({"type": "skipped", "id": query_id, "rows": skipped})
-                chunk = item.data
-                batches += 1
-                for frame in framer.frames(chunk):
-                    record.add(0, len(frame))
-                    await asyncio.wait_for(self.ws.send_bytes(frame), idle)
-                record.rows += chunk.num_rows
-            end = framer.end()
-            record.add(0, len(end))
-            await self.ws.send_bytes(end)
-            await self.send_json(
-                {
-                    "type": "end",
-                    "id": query_id,
-                    "rows": record.rows,
-                    "bytes": record.bytes,
-                    "batches": batches,
-                    "seconds": round(record.seconds, 4),
-                    **({"cancelled": True} if self.cancelled else {}),
-                }
-            )
-            record.finish("cancelled" if self.cancelled else "ok")
-        except TimeoutError:
-            self._cancel_pump()
-            record.finish("idle")
-            await self.send_error(
-                query_id, errors.UNAVAILABLE, f"stream made no progress for {idle:g} s"
-            )
-        except flight.FlightError as exc:
-            self._cancel_pump()
-            record.finish(errors.code_of(exc))
-            await self.send_error(query_id, errors.code_of(exc), errors.clean_message(exc))
-        except (ConnectionError, RuntimeError) as exc:  # socket closed under us
-            self._cancel_pump()
-            record.finish("disconnected")
+                await self._end(stream, query_id, 0, 0)
+            else:
+                await self.send_error(query_id, exc)
+        except (ConnectionError, RuntimeError) as exc:  # the socket closed under us
+            stream.close("disconnected")
             log.debug("websocket closed mid-query: %s", exc)
         except asyncio.CancelledError:
-            self._cancel_pump()
-            record.finish("disconnected")
+            stream.close("disconnected")
             raise
         except Exception as exc:  # never leave the client without an answer
-            self._cancel_pump()
-            record.finish(errors.INTERNAL)
+            stream.close(errors.INTERNAL)
             log.exception("websocket query failed")
-            await self.send_error(
-                query_id, errors.INTERNAL, f"internal error: {type(exc).__name__}"
-            )
+            failure = errors.StreamkitError(f"internal error: {type(exc).__name__}")
+            await self.send_error(query_id, failure)
 
-    def _cancel_pump(self) -> None:
-        if self.pump is not None:
-            self.pump.cancel()
+    async def _send(self, stream: Stream, query_id: Any) -> None:
+        framer = IpcFramer(stream.schema, self.context.config.ws_frame_bytes)
+        idle = self.context.config.idle_timeout
+        head = framer.start()
+        sent, batches = len(head), 0
+        await self.ws.send_bytes(head)
+        while not self.cancelled:
+            try:
+                chunk = await stream.aget()
+            except Ended:
+                break
+            if chunk is None:
+                continue
+            if skipped := skipped_rows(chunk):
+                await self.send_json({"type": "skipped", "id": query_id, "rows": skipped})
+            batches += 1
+            for frame in framer.frames(chunk.data):
+                sent += len(frame)
+                try:
+                    await asyncio.wait_for(self.ws.send_bytes(frame), idle)
+                except TimeoutError:
+                    raise stream.fail(
+                        errors.unavailable(f"the client took no data for {idle:g} s"), "idle"
+                    ) from None
+        end = framer.end()
+        await self.ws.send_bytes(end)
+        await self._end(stream, query_id, sent + len(end), batches)
+
+    async def _end(self, stream: Stream, query_id: Any, sent: int, batches: int) -> None:
+        stream.close("cancelled" if self.cancelled else "ok")
+        await self.send_json(
+            {
+                "type": "end",
+                "id": query_id,
+                "rows": stream.record.rows,
+                "bytes": sent,
+                "batches": batches,
+                "seconds": round(stream.record.seconds, 4),
+                **({"cancelled": True} if self.cancelled else {}),
+            }
+        )

@@ -1,0 +1,187 @@
+"""One path for every request the gateway forwards, whatever the transport.
+
+Admission (the tenant named, the caller's right to it, the tenant known, the rate limits),
+the upstream stream read by a :class:`~streamkit.gateway.pump.Pump`, idle and shutdown
+checks, the outcome and its log line: all here. Flight, HTTP and WebSocket only translate
+their wire format to a :class:`~streamkit.query.Query` and a :class:`Stream`'s chunks back.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+import pyarrow.flight as flight
+
+from streamkit import errors
+from streamkit.batches import batch_bytes
+from streamkit.config import GatewayConfig
+from streamkit.gateway.access import Access, Identity
+from streamkit.gateway.pump import AsyncPump, Chunk, Ended, Pump
+from streamkit.gateway.requests_log import RequestRecord
+from streamkit.gateway.upstream import Upstreams, upstream_error
+from streamkit.query import Query
+
+WATCH_SECONDS = 0.25  # how often a waiting stream looks at its client, idle time and shutdown
+
+
+class Forwarder:
+    def __init__(self, config: GatewayConfig, access: Access, upstreams: Upstreams) -> None:
+        self.config, self.access, self.upstreams = config, access, upstreams
+        self.stopping = threading.Event()
+
+    def identify(self, token: str | None) -> Identity:
+        return self.access.identify(token)
+
+    def admit(self, query: Query, identity: Identity) -> Query:
+        """The tenant comes from the request, but the caller's identity decides if it may."""
+        if query.tenant is None:
+            raise errors.invalid("the query needs a 'tenant'")
+        self.access.authorize(identity, query.tenant)
+        self.upstreams.tenant(query.tenant)  # unknown tenant: not found
+        return query
+
+    def info(self, query: Query, identity: Identity, peer: str) -> flight.FlightInfo:
+        """The upstream FlightInfo of an admitted query (one request of the rate limit)."""
+        self.admit(query, identity)
+        self.access.limits.request(query.tenant, identity.caller(peer))
+        return self.upstreams.get_flight_info(query)
+
+    def datasets(
+        self, identity: Identity, tenant: str | None = None
+    ) -> list[tuple[str, flight.FlightInfo]]:
+        """``(tenant, info)`` of every dataset the caller may see (of ``tenant`` only if
+        given, whose failure is then an error; otherwise a tenant that is down is left out)."""
+        if tenant:
+            self.access.authorize(identity, tenant)
+            chosen = [self.upstreams.tenant(tenant)]
+        else:
+            chosen = [t for t in self.upstreams.tenants.values() if t.name in identity.tenants]
+        out = []
+        for each in chosen:
+            try:
+                infos = self.upstreams.list_flights(each)
+            except errors.StreamkitError:
+                if tenant:
+                    raise
+                continue  # one tenant down does not hide the others
+            out.extend((each.name, info) for info in infos)
+        return out
+
+    def open(self, query: Query, identity: Identity, peer: str, surface: str) -> Stream:
+        """Admit ``query`` and open its upstream stream (blocking: a worker thread's job)."""
+        self.admit(query, identity)
+        record = RequestRecord(surface, query.tenant, query.dataset)
+        try:
+            release = self.access.limits.acquire_stream(query.tenant, identity.caller(peer))
+        except errors.StreamkitError as exc:
+            record.finish(exc.code)
+            raise
+        try:
+            pump = Pump(self.upstreams.do_get(query))
+        except errors.StreamkitError as exc:
+            release()
+            record.finish(exc.code)
+            raise
+        return Stream(query, record, pump, release, self.config.idle_timeout, self.stopping)
+
+    def put(
+        self, query: Query, identity: Identity, peer: str, reader: flight.MetadataRecordBatchReader
+    ) -> int:
+        """Publish to ``[tenant, dataset]``: batches go on to the tenant's connector as read."""
+        self.admit(query, identity)
+        self.access.limits.request(query.tenant, identity.caller(peer))
+        record = RequestRecord("flight-put", query.tenant, query.dataset)
+        try:
+            record.rows = self.upstreams.do_put(query, reader)
+        except errors.StreamkitError as exc:
+            record.finish(exc.code)
+            raise
+        record.finish("ok")
+        return record.rows
+
+    def stop(self) -> None:
+        """Open streams end within ``WATCH_SECONDS``, followed ones on a quiet upstream too."""
+        self.stopping.set()
+
+
+class Stream:
+    """One forwarded stream. ``get`` (or ``aget`` on an event loop) hands on its chunks and
+    raises a typed error for every way it can fail; it ends, exactly once, with ``close``."""
+
+    def __init__(
+        self,
+        query: Query,
+        record: RequestRecord,
+        pump: Pump,
+        release: Callable[[], None],
+        idle_timeout: float,
+        stopping: threading.Event,
+    ) -> None:
+        self.query, self.record, self.pump, self.schema = query, record, pump, pump.schema
+        self._release, self._idle, self._stopping = release, idle_timeout, stopping
+        self._last = time.monotonic()
+        self._once = threading.Lock()
+        self._async: AsyncPump | None = None
+
+    def get(self, timeout: float = WATCH_SECONDS) -> Chunk | None:
+        """The next chunk, or None if none came within ``timeout``; raises :class:`Ended`."""
+        self._check_stopping()
+        try:
+            chunk = self.pump.get(timeout)
+        except Ended:
+            self.close("ok")
+            raise
+        except Exception as exc:
+            raise self.fail(upstream_error(self.query.tenant or "", exc)) from None
+        return self._arrived(chunk)
+
+    async def aget(self, timeout: float = WATCH_SECONDS) -> Chunk | None:
+        """:meth:`get` for an event loop (the first call binds the stream to the loop)."""
+        import asyncio
+
+        if self._async is None:
+            self._async = AsyncPump(self.pump, asyncio.get_running_loop())
+        self._check_stopping()
+        try:
+            chunk = await self._async.get(timeout)
+        except Ended:
+            self.close("ok")
+            raise
+        except Exception as exc:
+            raise self.fail(upstream_error(self.query.tenant or "", exc)) from None
+        return self._arrived(chunk)
+
+    def _check_stopping(self) -> None:
+        if self._stopping.is_set():
+            raise self.fail(errors.unavailable("the gateway is shutting down"), "stopped")
+
+    def _arrived(self, chunk: Chunk | None) -> Chunk | None:
+        now = time.monotonic()
+        if chunk is not None:
+            self._last = now
+            self.record.add(chunk.data.num_rows, batch_bytes(chunk.data))
+        elif not self.query.follow and now - self._last > self._idle:  # follows may be quiet
+            raise self.fail(
+                errors.unavailable(
+                    f"stream of {self.query.label()!r} made no progress for {self._idle:g} s"
+                ),
+                "idle",
+            )
+        return chunk
+
+    def fail(self, exc: errors.StreamkitError, outcome: str | None = None) -> errors.StreamkitError:
+        """End the stream because of ``exc`` (its code the outcome unless told); returns it."""
+        self.close(outcome or exc.code)
+        return exc
+
+    def close(self, outcome: str) -> None:
+        """Release the stream (the upstream call cancelled unless it completed); safe from
+        any thread, and more than once: only the first outcome counts."""
+        if not self._once.acquire(blocking=False):
+            return
+        if outcome != "ok":
+            self.pump.cancel()
+        self._release()
+        self.record.finish(outcome)
