@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.flight as flight
 
 from streamkit import errors
+from streamkit.batches import dictionaries, has_dictionaries
 
 Item = pa.RecordBatch | tuple[pa.RecordBatch, pa.Buffer | bytes | None]
 
@@ -56,43 +57,6 @@ def _with_dictionaries(schema: pa.Schema, items: Iterable[Item]) -> Iterator[obj
             yield flight.RecordBatchStream(head)
             sent = current
         yield item
-
-
-def has_dictionaries(schema: pa.Schema) -> bool:
-    return any(_type_has_dictionary(field.type) for field in schema)
-
-
-def _type_has_dictionary(kind: pa.DataType) -> bool:
-    if pa.types.is_dictionary(kind):
-        return True
-    if isinstance(kind, pa.ExtensionType):
-        return _type_has_dictionary(kind.storage_type)
-    return any(_type_has_dictionary(kind.field(i).type) for i in range(kind.num_fields))
-
-
-def dictionaries(batch: pa.RecordBatch) -> list[pa.Array]:
-    """Every dictionary in ``batch``, nested ones included, in a fixed order."""
-    found: list[pa.Array] = []
-    for column in batch.columns:
-        _collect(column, found)
-    return found
-
-
-def _collect(array: pa.Array, found: list[pa.Array]) -> None:
-    kind = array.type
-    if isinstance(array, pa.ExtensionArray):
-        _collect(array.storage, found)
-    elif pa.types.is_dictionary(kind):
-        found.append(array.dictionary)
-        _collect(array.dictionary, found)
-    elif isinstance(array, pa.StructArray | pa.UnionArray):
-        for i in range(kind.num_fields):
-            _collect(array.field(i), found)
-    elif isinstance(array, pa.MapArray):
-        _collect(array.keys, found)
-        _collect(array.items, found)
-    elif hasattr(array, "values") and kind.num_fields:  # lists of every kind, run-end encoded
-        _collect(array.values, found)
 
 
 def _same(old: list[pa.Array], new: list[pa.Array]) -> bool:

@@ -6,7 +6,8 @@ import pyarrow as pa
 import pyarrow.flight as flight
 import pytest
 
-from streamkit.flight_streams import dictionaries, generator_stream, has_dictionaries
+from streamkit.batches import dictionaries, has_dictionaries
+from streamkit.flight_streams import generator_stream
 
 DICT = pa.dictionary(pa.int16(), pa.string())
 

@@ -92,12 +92,16 @@ def _info(
 def _items(stream: Stream, context: flight.ServerCallContext) -> Iterator[Item]:
     """Batches (with their metadata) as they arrive, until the end or the client leaves."""
     try:
-        while not context.is_cancelled():
+        while True:
             try:
                 chunk = stream.get()
             except Ended:
                 return
             if chunk is not None:
                 yield (chunk.data, chunk.app_metadata) if chunk.app_metadata else chunk.data
+            elif context.is_cancelled():
+                # Asked only while the upstream is quiet (the call costs a gRPC queue poll):
+                # while data flows, a client that left fails the next write.
+                return
     finally:
         stream.close(errors.CANCELLED)  # a no-op after the end or a failure

@@ -18,7 +18,7 @@ from streamkit import errors
 from streamkit.batches import batch_bytes
 from streamkit.config import GatewayConfig
 from streamkit.gateway.access import Access, Identity
-from streamkit.gateway.pump import AsyncPump, Chunk, Ended, Pump
+from streamkit.gateway.pump import AsyncPump, Chunk, Ended, Polled, Pump
 from streamkit.gateway.requests_log import RequestRecord
 from streamkit.gateway.upstream import Upstreams, upstream_error
 from streamkit.query import Query
@@ -79,11 +79,13 @@ class Forwarder:
             record.finish(exc.code)
             raise
         try:
-            pump = Pump(self.upstreams.do_get(query))
+            reader = self.upstreams.do_get(query)
         except errors.StreamkitError as exc:
             release()
             record.finish(exc.code)
             raise
+        # A Flight call has a thread of its own to wait in; an event loop has not.
+        pump = Polled(reader) if surface == "flight" and hasattr(reader, "poll") else Pump(reader)
         return Stream(query, record, pump, release, self.config.idle_timeout, self.stopping)
 
     def put(
@@ -114,7 +116,7 @@ class Stream:
         self,
         query: Query,
         record: RequestRecord,
-        pump: Pump,
+        pump: Pump | Polled,
         release: Callable[[], None],
         idle_timeout: float,
         stopping: threading.Event,
@@ -142,6 +144,7 @@ class Stream:
         import asyncio
 
         if self._async is None:
+            assert isinstance(self.pump, Pump), "an event loop cannot wait in a Polled read"
             self._async = AsyncPump(self.pump, asyncio.get_running_loop())
         self._check_stopping()
         try:

@@ -200,6 +200,14 @@ class HubReader:
         return batch
 
     def read_chunk(self) -> Chunk:
+        while True:
+            chunk = self.poll(WAIT_SECONDS)
+            if chunk is not None:
+                return chunk
+
+    def poll(self, timeout: float) -> Chunk | None:
+        """The next chunk, or None if no new rows came within ``timeout`` (read in the
+        consumer's own thread, this needs no pump thread: one wake-up per batch, not two)."""
         if self.remaining == 0:
             self._leave()
             raise StopIteration
@@ -213,22 +221,20 @@ class HubReader:
             except BaseException:
                 self._leave()
                 raise
-        while not self.cancelled:
-            try:
-                batch, offset, skipped = self.follower.next(WAIT_SECONDS)
-            except BaseException:
-                self._leave()
-                raise
-            if batch is None:
-                continue
-            if offset + batch.num_rows <= self.history_rows:
-                continue  # already sent with the history
-            if offset < self.history_rows:
-                batch = batch.slice(self.history_rows - offset)
-            metadata = pa.py_buffer(json.dumps({"skipped": skipped}).encode()) if skipped else None
-            return Chunk(self._shape(batch), metadata)
-        self._leave()
-        raise errors.Cancelled("cancelled")
+        if self.cancelled:
+            self._leave()
+            raise errors.Cancelled("cancelled")
+        try:
+            batch, offset, skipped = self.follower.next(timeout)
+        except BaseException:
+            self._leave()
+            raise
+        if batch is None or offset + batch.num_rows <= self.history_rows:
+            return None  # nothing yet, or rows already sent with the history
+        if offset < self.history_rows:
+            batch = batch.slice(self.history_rows - offset)
+        metadata = pa.py_buffer(json.dumps({"skipped": skipped}).encode()) if skipped else None
+        return Chunk(self._shape(batch), metadata)
 
     def _leave(self) -> None:
         self.hub.leave(self.follower)

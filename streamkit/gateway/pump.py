@@ -114,6 +114,24 @@ class Pump:
         self.reader.cancel()
 
 
+class Polled:
+    """An upstream that can wait with a timeout itself (a live hub's follower), read in the
+    consumer's own thread: like a :class:`Pump`, without a thread of its own."""
+
+    def __init__(self, reader: Upstream) -> None:
+        self.reader = reader
+        self.schema = reader.schema
+
+    def get(self, timeout: float) -> Chunk | None:
+        try:
+            return self.reader.poll(timeout)  # type: ignore[attr-defined, no-any-return]
+        except StopIteration:
+            raise Ended from None
+
+    def cancel(self) -> None:
+        self.reader.cancel()
+
+
 class AsyncPump:
     """A :class:`Pump` awaited from an event loop: no thread of the loop's pool waits."""
 
