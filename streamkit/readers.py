@@ -28,6 +28,7 @@ import pyarrow.parquet as pq
 from streamkit import errors
 from streamkit.catalog import Entry
 from streamkit.guarded_stream import GuardedStream, check_document_depth
+from streamkit.shaping import Shaper
 
 DEFAULT_BATCH_ROWS = 65_536
 # What one stream holds: about two batches (one being sent, the next being decoded) and, for
@@ -319,20 +320,16 @@ def _guarded_batches(
 ) -> Iterator[pa.RecordBatch]:
     """Re-slice to ``batch_rows`` rows and about ``batch_bytes``, apply the limit, stop early,
     and make read errors clean."""
-    remaining = limit
+    shaper = Shaper(columns, limit, entry.name)
     try:
         with _errors_for(entry, root):
-            while remaining is None or remaining > 0:
+            while not shaper.done:
                 if should_stop():
                     raise errors.unavailable(f"stream of {entry.name!r} was stopped")
                 batch = next(source, None)
                 if batch is None:
                     return
-                if columns is not None and batch.schema.names != list(columns):
-                    batch = batch.select(list(columns))
-                if remaining is not None:
-                    batch = batch.slice(0, remaining)
-                    remaining -= batch.num_rows
+                batch = shaper(batch)
                 step = batch_rows
                 target = _target_bytes(batch_bytes, batch.num_columns)
                 if batch.num_rows > 1 and batch.nbytes > 2 * target:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import queue
 import sys
@@ -38,6 +37,7 @@ from streamkit.commands._formats import (
 )
 from streamkit.commands._formats import rows as batch_rows
 from streamkit.commands._options import GatewayOption, TlsCaOption, TokenOption
+from streamkit.live_wire import skipped_rows
 from streamkit.query import Query
 
 PREVIEW_ROWS = 100
@@ -210,7 +210,7 @@ def _follow(client: GatewayClient, q: Query, fmt: Format, sink: BinaryIO) -> Non
                 if kind == "error":
                     raise item
                 if item.app_metadata:
-                    _note_skipped(item.app_metadata.to_pybytes())
+                    _note_skipped(skipped_rows(item.app_metadata))
                 if item.data is not None and item.data.num_rows:
                     writer.write(item.data)
     except KeyboardInterrupt:
@@ -225,11 +225,7 @@ def _follow(client: GatewayClient, q: Query, fmt: Format, sink: BinaryIO) -> Non
     writer.close()
 
 
-def _note_skipped(metadata: bytes) -> None:
-    try:
-        skipped = int(json.loads(metadata).get("skipped", 0))
-    except (ValueError, AttributeError, TypeError):
-        return
+def _note_skipped(skipped: int) -> None:
     if skipped:
         typer.echo(
             f"streamkit: skipped {skipped:,} rows (this reader fell behind the live dataset)",

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator
 
 import pyarrow as pa
 import pyarrow.flight as flight
 
-from streamkit import errors
 from streamkit.catalog import Entry
 from streamkit.live import Follower, LiveDataset
+from streamkit.live_wire import batch_metadata
 from streamkit.query import Query
 from streamkit.tail import tail_file
 
@@ -37,47 +36,22 @@ def follow_live(
             if query.from_ != "end":
                 offset = 0
                 for batch in dataset.history(history_end):
-                    yield batch, _metadata(offset, 0)
+                    yield batch, batch_metadata(offset)
                     offset += batch.num_rows
             while not should_stop():
                 batch, offset, skipped = follower.next(WAIT_SECONDS)
                 if batch is not None:
-                    yield batch, _metadata(offset, skipped)
+                    yield batch, batch_metadata(offset, skipped)
         finally:
             dataset.unfollow(follower)
 
     return batches()
 
 
-def _metadata(offset: int, skipped: int) -> pa.Buffer:
-    fields = {"offset": offset, "skipped": skipped} if skipped else {"offset": offset}
-    return pa.py_buffer(json.dumps(fields).encode())
-
-
 def follow_file(
     entry: Entry, schema: pa.Schema, query: Query, should_stop: Callable[[], bool]
 ) -> Iterator[pa.RecordBatch]:
     return tail_file(entry, schema, from_start=query.from_ != "end", should_stop=should_stop)
-
-
-def shape(items: Iterator[Item], query: Query, name: str) -> Iterator[Item]:
-    """Apply ``columns`` and ``limit`` to a stream that may carry metadata."""
-    remaining = query.limit
-    if remaining == 0:
-        return
-    for item in items:
-        batch, metadata = item if isinstance(item, tuple) else (item, None)
-        if query.columns is not None:
-            missing = [c for c in query.columns if c not in batch.schema.names]
-            if missing:
-                raise errors.invalid(f"dataset {name!r} has no column {missing[0]!r}")
-            batch = batch.select(list(query.columns))
-        if remaining is not None:
-            batch = batch.slice(0, remaining)
-            remaining -= batch.num_rows
-        yield (batch, metadata) if metadata is not None else batch
-        if remaining == 0:
-            return  # a followed stream ends once its limit is reached
 
 
 def take_put(dataset: LiveDataset, reader: flight.MetadataRecordBatchReader) -> int:

@@ -15,15 +15,16 @@ import pyarrow.flight as flight
 
 from streamkit import errors
 from streamkit.catalog import Catalog, Entry, safe_name
-from streamkit.connector.live_streams import follow_file, follow_live, shape, take_put
+from streamkit.connector.live_streams import follow_file, follow_live, take_put
 from streamkit.flight_streams import Chunk, Item
 from streamkit.live import LiveDataset, LiveRegistry
+from streamkit.live_wire import LIVE_INFO_METADATA
 from streamkit.query import Query
 from streamkit.readers import DEFAULT_BATCH_ROWS, BatchStream, DatasetInfo, Readers
+from streamkit.shaping import Shaper, shape
 
 log = logging.getLogger("streamkit.connector")
 
-LIVE_METADATA = b'{"live": true}'
 
 
 @dataclass(frozen=True)
@@ -80,7 +81,8 @@ class Connector:
             items = follow_live(live, query, stop) if query.follow else live.history()
         else:
             items = follow_file(entry, info.schema, query, stop)
-        return Opened(schema, _clean_errors(shape(iter(items), query, entry.name), entry.name))
+        shaped = shape(iter(items), Shaper(query.columns, query.limit, entry.name))
+        return Opened(schema, _clean_errors(shaped, entry.name))
 
     def publish(self, name: str, reader: flight.MetadataRecordBatchReader) -> int:
         """Append a DoPut's batches to live dataset ``name`` (created by the first put)."""
@@ -118,7 +120,7 @@ class Connector:
         )
         endpoint = flight.FlightEndpoint(query.to_ticket(), [])
         # Live datasets say so: their followed batches carry row offsets (see live_streams).
-        metadata = LIVE_METADATA if entry.format == "live" else b""
+        metadata = LIVE_INFO_METADATA if entry.format == "live" else b""
         return flight.FlightInfo(
             schema, descriptor, [endpoint], rows, info.bytes, app_metadata=metadata
         )

@@ -9,7 +9,6 @@ offsets, so rows that arrive both ways are sent once and none are lost in betwee
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from collections.abc import Callable
@@ -20,21 +19,14 @@ import pyarrow.flight as flight
 from streamkit import errors
 from streamkit.flight_streams import Chunk
 from streamkit.live import Follower
+from streamkit.live_wire import batch_metadata, row_offset
 from streamkit.query import Query
+from streamkit.shaping import Shaper
 
 log = logging.getLogger("streamkit.gateway")
 
 WAIT_SECONDS = 0.25
 OPEN_TIMEOUT_SECONDS = 15.0
-
-
-def row_offset(metadata: pa.Buffer | None) -> int | None:
-    if not metadata:
-        return None
-    try:
-        return json.loads(metadata.to_pybytes()).get("offset")
-    except (ValueError, AttributeError):
-        return None
 
 
 class Hub:
@@ -188,16 +180,8 @@ class HubReader:
         self.hub, self.follower, self.history, self.query = hub, follower, history, query
         self.schema = schema
         self.history_rows = 0  # rows before this number came with the history
-        self.remaining = query.limit
+        self._shape = Shaper(query.columns, query.limit, query.dataset)
         self.cancelled = False
-
-    def _shape(self, batch: pa.RecordBatch) -> pa.RecordBatch:
-        if self.query.columns is not None:
-            batch = batch.select(list(self.query.columns))
-        if self.remaining is not None:
-            batch = batch.slice(0, self.remaining)
-            self.remaining -= batch.num_rows
-        return batch
 
     def read_chunk(self) -> Chunk:
         while True:
@@ -208,7 +192,7 @@ class HubReader:
     def poll(self, timeout: float) -> Chunk | None:
         """The next chunk, or None if no new rows came within ``timeout`` (read in the
         consumer's own thread, this needs no pump thread: one wake-up per batch, not two)."""
-        if self.remaining == 0:
+        if self._shape.done:
             self._leave()
             raise StopIteration
         if self.history is not None:
@@ -233,8 +217,7 @@ class HubReader:
             return None  # nothing yet, or rows already sent with the history
         if offset < self.history_rows:
             batch = batch.slice(self.history_rows - offset)
-        metadata = pa.py_buffer(json.dumps({"skipped": skipped}).encode()) if skipped else None
-        return Chunk(self._shape(batch), metadata)
+        return Chunk(self._shape(batch), batch_metadata(skipped=skipped))
 
     def _leave(self) -> None:
         self.hub.leave(self.follower)

@@ -5,7 +5,6 @@ contract's.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from streamkit.config import GatewayConfig, TenantConfig
 from streamkit.connector.service import Connector, LocalStream
 from streamkit.gateway.live_hub import Hubs
 from streamkit.gateway.pump import Upstream
+from streamkit.live_wire import is_live_info
 from streamkit.query import Query
 from streamkit.simulator import Simulator
 
@@ -260,21 +260,3 @@ def upstream_error(tenant: str, exc: BaseException) -> errors.StreamkitError:
     if message.startswith(("not found:", "invalid:")):
         return errors.error(code, message)
     return errors.invalid(f"tenant {tenant!r}: {message}")
-
-
-def is_live_info(info: flight.FlightInfo) -> bool:
-    """A connector marks live datasets with ``{"live": true}`` FlightInfo metadata."""
-    try:
-        return json.loads(info.app_metadata or b"{}").get("live") is True
-    except (ValueError, AttributeError):
-        return False
-
-
-def skipped_rows(chunk: flight.FlightStreamChunk) -> int:
-    """Rows a following connector skipped before this chunk (``on_lag: skip``)."""
-    if not chunk.app_metadata:
-        return 0
-    try:
-        return int(json.loads(chunk.app_metadata.to_pybytes()).get("skipped", 0))
-    except (ValueError, AttributeError):
-        return 0

@@ -18,9 +18,9 @@ from streamkit import errors
 from streamkit.gateway.access import Identity
 from streamkit.gateway.forward import Stream
 from streamkit.gateway.pump import Ended
-from streamkit.gateway.upstream import skipped_rows
 from streamkit.gateway.web_context import WebContext
 from streamkit.ipc_frames import IpcFramer
+from streamkit.live_wire import skipped_rows
 from streamkit.query import Query
 
 log = logging.getLogger("streamkit.gateway")
@@ -222,7 +222,7 @@ class WsSession:
                 break
             if chunk is None:
                 continue
-            if skipped := skipped_rows(chunk):
+            if skipped := skipped_rows(chunk.app_metadata):
                 await self.send_json({"type": "skipped", "id": query_id, "rows": skipped})
             batches += 1
             for frame in framer.frames(chunk.data):

@@ -6,7 +6,6 @@ Gateway URL resolution, the token header, TLS and error messages come from
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 from collections.abc import Iterator
@@ -26,6 +25,7 @@ from streamkit.client import (
     from_flight_error,
     resolve_gateway,
 )
+from streamkit.live_wire import skipped_rows
 from streamkit.query import Query
 
 __all__ = [
@@ -125,17 +125,6 @@ def list_datasets(connection: Connection) -> list[DatasetEntry]:
     ]
 
 
-def skipped_rows(chunk: flight.FlightStreamChunk) -> int:
-    """Rows a follower missed before this chunk (``{"skipped": N}`` metadata), else 0."""
-    if not chunk.app_metadata:
-        return 0
-    try:
-        skipped = json.loads(chunk.app_metadata.to_pybytes()).get("skipped", 0)
-    except (ValueError, AttributeError):
-        return 0
-    return skipped if isinstance(skipped, int) and skipped > 0 else 0
-
-
 class DatasetStream:
     """One ``DoGet`` of ``[tenant, dataset]``; ``cancel()`` may be called from any thread.
 
@@ -195,7 +184,7 @@ class DatasetStream:
                     return
                 raise
             if chunk.data is not None:
-                yield chunk.data, skipped_rows(chunk)
+                yield chunk.data, skipped_rows(chunk.app_metadata)
 
     def batches(self) -> Iterator[pa.RecordBatch]:
         for batch, _ in self.chunks():
