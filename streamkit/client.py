@@ -89,6 +89,11 @@ def parse_target(target: str) -> tuple[str, str]:
     return tenant, dataset.strip("/")
 
 
+def exit_code_for(code: str) -> int:
+    """The exit code of a contract error code."""
+    return _EXIT_BY_CODE.get(code, EXIT_ERROR)
+
+
 def from_flight_error(exc: BaseException, url: str) -> ClientError:
     """One clean line and an exit code for an error raised by a Flight call."""
     code = errors.code_of(exc)

@@ -552,7 +552,7 @@ def test_ctrl_c_ends_with_one_line() -> None:
 
 
 def test_json_has_no_nan() -> None:
-    from streamkit.commands._formats import dumps
+    from streamkit.formats import dumps
 
     assert dumps({"a": float("nan"), "b": [float("inf"), 1.0]}) == '{"a": null, "b": [null, 1.0]}'
 
@@ -564,7 +564,7 @@ def test_client_module_is_headless() -> None:
 
 
 def test_nested_nanoseconds_do_not_break_json_or_csv() -> None:
-    from streamkit.commands._formats import CsvWriter, JsonWriter
+    from streamkit.formats import CsvWriter, JsonWriter
 
     kind = pa.struct([("t", pa.timestamp("ns", "UTC")), ("d", pa.list_(pa.duration("ns")))])
     batch = pa.record_batch(

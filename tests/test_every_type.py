@@ -47,7 +47,7 @@ from typer.testing import CliRunner
 
 from streamkit.cli import app as cli
 from streamkit.client import EXIT_INVALID
-from streamkit.commands._formats import Format, make_writer, rows
+from streamkit.formats import Format, make_writer, rows
 
 TENANTS = ("remote", "embedded")
 DATASETS = ("every", "every_file", "parquet")

@@ -1,4 +1,4 @@
-"""Every Arrow type through every output format of ``streamkit query`` (``_formats``).
+"""Every Arrow type through every output format of ``streamkit query`` (``streamkit.formats``).
 
 Expected values are computed here from ``to_pylist()`` (and, for top-level temporal columns,
 from the integer counts behind them), never by the code under test.
@@ -35,7 +35,7 @@ from arrow_types import (
 )
 from hypothesis import HealthCheck, given, settings
 
-from streamkit.commands._formats import Format, UnsupportedType, make_writer, rows
+from streamkit.formats import Format, UnsupportedType, make_writer, rows
 
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 PER_SECOND = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -21,14 +20,14 @@ from streamkit.bench.servers import PeakRss, Servers
 from streamkit.client import (
     EXIT_CODES_HELP,
     EXIT_ERROR,
-    EXIT_INTERRUPTED,
     EXIT_USAGE,
     TOKEN_ENV,
     ClientError,
     parse_target,
     resolve_gateway,
-    unexpected,
 )
+from streamkit.commands._progress import Progress
+from streamkit.commands._run import reported
 
 DATASET = "data"
 
@@ -85,39 +84,29 @@ def bench(
         float, typer.Option(min=0.1, help="With --live: seconds of sending per cell.")
     ] = 2.5,
 ) -> None:
-    try:
-        if live:
-            if gateway is not None:
-                raise ClientError(
-                    "--live starts its own servers; it does not take --gateway", EXIT_USAGE
+    with reported("bench interrupted; servers stopped, temp files removed"):
+        try:
+            if live:
+                if gateway is not None:
+                    raise ClientError(
+                        "--live starts its own servers; it does not take --gateway", EXIT_USAGE
+                    )
+                body = _live(
+                    _ints(live_rates, "--live-rates"),
+                    _ints(live_followers, "--live-followers"),
+                    live_seconds,
                 )
-            body = _live(
-                _ints(live_rates, "--live-rates"),
-                _ints(live_followers, "--live-followers"),
-                live_seconds,
-            )
-        elif gateway is None:
-            body = _local(parse_size(size), runs, clients, client_rows)
-        else:
-            creds = measure.Credentials(
-                token or os.environ.get(TOKEN_ENV) or None, str(tls_ca) if tls_ca else None
-            )
-            body = _remote(gateway, dataset, http, connector, runs, clients, client_rows, creds)
-    except ValueError as exc:
-        typer.echo(f"streamkit: {exc}", err=True)
-        raise typer.Exit(EXIT_USAGE) from None
-    except ClientError as exc:
-        typer.echo(f"streamkit: {exc.message}", err=True)
-        raise typer.Exit(exc.exit_code) from None
-    except RuntimeError as exc:  # a server did not start
-        typer.echo(f"streamkit: bench: {exc}", err=True)
-        raise typer.Exit(EXIT_ERROR) from None
-    except KeyboardInterrupt:
-        typer.echo("streamkit: bench interrupted; servers stopped, temp files removed", err=True)
-        raise typer.Exit(EXIT_INTERRUPTED) from None
-    except Exception as exc:  # a bug, but still one line rather than a traceback
-        typer.echo(f"streamkit: bench: unexpected error: {unexpected(exc)}", err=True)
-        raise typer.Exit(EXIT_ERROR) from None
+            elif gateway is None:
+                body = _local(parse_size(size), runs, clients, client_rows)
+            else:
+                creds = measure.Credentials(
+                    token or os.environ.get(TOKEN_ENV) or None, str(tls_ca) if tls_ca else None
+                )
+                body = _remote(gateway, dataset, http, connector, runs, clients, client_rows, creds)
+        except ValueError as exc:  # a bad size or list of numbers
+            raise ClientError(str(exc), EXIT_USAGE) from None
+        except RuntimeError as exc:  # a server did not start
+            raise ClientError(f"bench: {exc}", EXIT_ERROR) from None
     if live:
         if as_json:
             print(json.dumps(body, indent=2))
@@ -170,7 +159,7 @@ def _live(rates: list[int], followers: list[int], seconds: float) -> dict[str, A
     cells: list[dict[str, Any]] = []
     with (
         _terminate_as_interrupt(),
-        _Progress() as progress,
+        Progress() as progress,
         tempfile.TemporaryDirectory(prefix="streamkit-bench-live-") as tmp,
     ):
         work = Path(tmp)
@@ -210,7 +199,7 @@ def _live(rates: list[int], followers: list[int], seconds: float) -> dict[str, A
 def _local(size: int, runs: int, clients: int, client_rows: int | None) -> dict[str, Any]:
     with (
         _terminate_as_interrupt(),
-        _Progress() as progress,
+        Progress() as progress,
         tempfile.TemporaryDirectory(prefix="streamkit-bench-") as tmp,
     ):
         work = Path(tmp)
@@ -304,7 +293,7 @@ def _remote(
     urls.update(
         gateway_flight=url, gateway_websocket=http + "/ws", gateway_http=http + "/api/stream"
     )
-    with _terminate_as_interrupt(), _Progress() as progress:
+    with _terminate_as_interrupt(), Progress() as progress:
         try:
             probe = measure.fetch_flight(url, [tenant, name], None, creds)
         except measure.FetchError as exc:
@@ -323,7 +312,7 @@ def _remote(
 
 
 def _measure_paths(
-    fetches: dict[str, Callable[[], measure.Sample]], runs: int, progress: _Progress
+    fetches: dict[str, Callable[[], measure.Sample]], runs: int, progress: Progress
 ) -> dict[str, measure.PathResult]:
     """Runs interleaved across paths, so machine noise touches every path alike."""
     results = {name: measure.PathResult([]) for name in fetches}
@@ -345,7 +334,7 @@ def _measure_clients(
     path: list[str],
     clients: int,
     limit: int | None,
-    progress: _Progress,
+    progress: Progress,
     creds: measure.Credentials = measure.NO_CREDENTIALS,
 ) -> measure.Concurrency | None:
     if clients == 0:
@@ -366,39 +355,3 @@ def _terminate_as_interrupt() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
-
-
-class _Progress:
-    """What the bench is doing, on stderr, only when stderr is a terminal."""
-
-    def __init__(self) -> None:
-        self._progress = None
-        self._task = None
-
-    def __enter__(self) -> _Progress:
-        if sys.stderr.isatty():
-            from rich.console import Console
-            from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn
-
-            self._progress = Progress(
-                SpinnerColumn(),
-                TextColumn("{task.description}"),
-                BarColumn(),
-                console=Console(stderr=True),
-                transient=True,
-            )
-            self._progress.start()
-            self._task = self._progress.add_task("bench", total=None)
-        return self
-
-    def say(self, text: str, total: int | None = None) -> None:
-        if self._progress is not None:
-            self._progress.update(self._task, description=text, total=total, completed=0)
-
-    def advance(self) -> None:
-        if self._progress is not None:
-            self._progress.advance(self._task)
-
-    def __exit__(self, *exc: object) -> None:
-        if self._progress is not None:
-            self._progress.stop()

@@ -10,14 +10,11 @@ import typer
 
 from streamkit.client import (
     EXIT_CODES_HELP,
-    EXIT_INTERRUPTED,
-    ClientError,
     DatasetListing,
     GatewayClient,
-    silence_stdout,
-    unexpected,
 )
 from streamkit.commands._options import GatewayOption, TlsCaOption, TokenOption
+from streamkit.commands._run import reported
 
 
 def ls(
@@ -29,7 +26,7 @@ def ls(
     token: TokenOption = None,
     tls_ca: TlsCaOption = None,
 ) -> None:
-    try:
+    with reported():
         with GatewayClient(gateway, token=token, tls_ca=tls_ca) as client:
             datasets = client.list(tenant)
         if as_json:
@@ -43,17 +40,6 @@ def ls(
                     f"\t{len(d.schema)}"
                 )
         sys.stdout.flush()
-    except ClientError as exc:
-        typer.echo(f"streamkit: {exc.message}", err=True)
-        raise typer.Exit(exc.exit_code) from None
-    except BrokenPipeError:
-        silence_stdout()
-    except KeyboardInterrupt:
-        typer.echo("streamkit: interrupted", err=True)
-        raise typer.Exit(EXIT_INTERRUPTED) from None
-    except Exception as exc:  # a bug, but still one line rather than a traceback
-        typer.echo(f"streamkit: unexpected error: {unexpected(exc)}", err=True)
-        raise typer.Exit(1) from None
 
 
 ls.__doc__ = f"""List tenants and datasets with rows, size and column count.

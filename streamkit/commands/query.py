@@ -7,7 +7,6 @@ import os
 import queue
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import StrEnum
@@ -20,23 +19,22 @@ from streamkit.batches import batch_bytes
 from streamkit.client import (
     EXIT_CODES_HELP,
     EXIT_ERROR,
-    EXIT_INTERRUPTED,
     EXIT_USAGE,
     ClientError,
     GatewayClient,
     parse_target,
     read_chunks,
-    silence_stdout,
-    unexpected,
 )
-from streamkit.commands._formats import (
+from streamkit.commands._options import GatewayOption, TlsCaOption, TokenOption
+from streamkit.commands._progress import Progress
+from streamkit.commands._run import reported
+from streamkit.formats import (
     Format,
     dumps,
     format_for_path,
     make_writer,
 )
-from streamkit.commands._formats import rows as batch_rows
-from streamkit.commands._options import GatewayOption, TlsCaOption, TokenOption
+from streamkit.formats import rows as batch_rows
 from streamkit.live_wire import skipped_rows
 from streamkit.query import Query
 
@@ -135,7 +133,8 @@ def query(
             err=True,
         )
         raise typer.Exit(EXIT_USAGE)
-    try:
+    # Ctrl-C is how a follow ends: quietly, with exit 130.
+    with reported(interrupted=None if follow else "interrupted"):
         tenant, dataset = parse_target(target)
         wanted = [c.strip() for c in columns.split(",") if c.strip()] if columns else None
         if columns is not None and not wanted:
@@ -159,19 +158,6 @@ def query(
                 _preview(client, q, sink)
             else:
                 _stream(client, q, fmt, sink)
-    except ClientError as exc:
-        typer.echo(f"streamkit: {exc.message}", err=True)
-        raise typer.Exit(exc.exit_code) from None
-    except BrokenPipeError:
-        silence_stdout()
-        raise typer.Exit(0) from None
-    except KeyboardInterrupt:
-        if not follow:  # Ctrl-C is how a follow ends: quietly, with exit 130
-            typer.echo("streamkit: interrupted", err=True)
-        raise typer.Exit(EXIT_INTERRUPTED) from None
-    except Exception as exc:  # a bug, but still one line rather than a traceback
-        typer.echo(f"streamkit: unexpected error: {unexpected(exc)}", err=True)
-        raise typer.Exit(EXIT_ERROR) from None
 
 
 query.__doc__ = HELP
@@ -276,7 +262,7 @@ def _stream(client: GatewayClient, q: Query, fmt: Format, sink: BinaryIO) -> Non
     total = info.total_records if info.total_records >= 0 else None
     complete = False
     try:
-        with client.errors(), _Progress(q.label(), total) as progress:
+        with client.errors(), Progress(q.label(), total, data=True) as progress:
             writer = make_writer(fmt, sink, reader.schema)
             for batch in read_chunks(reader):
                 writer.write(batch)
@@ -356,56 +342,3 @@ class _TextSink:
 
     def isatty(self) -> bool:
         return self.is_stdout and sys.stdout.isatty()
-
-
-class _Progress:
-    """Rows, MB and MB/s on stderr, only when stderr is a terminal."""
-
-    def __init__(self, label: str, total_rows: int | None) -> None:
-        self.label = label
-        self.total = total_rows
-        self.enabled = sys.stderr.isatty()
-        self.rows = 0
-        self.bytes = 0
-        self.started = time.perf_counter()
-        self._progress = None
-        self._task = None
-
-    def __enter__(self) -> _Progress:
-        if self.enabled:
-            from rich.console import Console
-            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-            self._progress = Progress(
-                TextColumn("[bold]{task.description}"),
-                BarColumn(),
-                TextColumn("{task.completed:,.0f} rows  {task.fields[mb]:.1f} MB"),
-                TextColumn("{task.fields[rate]:.1f} MB/s"),
-                TimeElapsedColumn(),
-                console=Console(stderr=True),
-                transient=True,
-            )
-            self._progress.start()
-            self._task = self._progress.add_task(self.label, total=self.total, mb=0.0, rate=0.0)
-        return self
-
-    def advance(self, rows: int, nbytes: int) -> None:
-        self.rows += rows
-        self.bytes += nbytes
-        if self._progress is not None:
-            elapsed = max(time.perf_counter() - self.started, 1e-9)
-            mb = self.bytes / 1e6
-            self._progress.update(self._task, completed=self.rows, mb=mb, rate=mb / elapsed)
-
-    def __exit__(self, kind: type | None, *exc: object) -> None:
-        if self._progress is None:
-            return
-        self._progress.stop()
-        if kind is None:
-            elapsed = time.perf_counter() - self.started
-            mb = self.bytes / 1e6
-            print(
-                f"{self.label}: {self.rows:,} rows, {mb:.1f} MB in {elapsed:.2f} s"
-                f" ({mb / max(elapsed, 1e-9):.1f} MB/s)",
-                file=sys.stderr,
-            )

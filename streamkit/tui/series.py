@@ -289,6 +289,6 @@ def _value(chunk: pa.Array, index: int) -> object:
     try:
         return chunk[index].as_py()
     except ValueError:
-        from streamkit.commands._formats import text
+        from streamkit.formats import text
 
         return text(chunk.slice(index, 1))[0].as_py()

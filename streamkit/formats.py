@@ -52,8 +52,8 @@ import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 
+from streamkit import errors
 from streamkit.batches import batch_bytes
-from streamkit.client import EXIT_INVALID, ClientError
 
 PARQUET_ROW_GROUP_BYTES = 64 * 1024 * 1024
 TEXT = pa.large_string()
@@ -92,7 +92,7 @@ def format_for_path(path: Path) -> Format | None:
     return EXTENSIONS.get(path.suffix.lower())
 
 
-class UnsupportedType(ClientError, ValueError):
+class UnsupportedType(errors.Invalid, ValueError):
     """A column whose type the chosen format cannot hold (or, with ``reason``, whose values
     pyarrow failed to write in it)."""
 
@@ -100,9 +100,7 @@ class UnsupportedType(ClientError, ValueError):
         what = f"cannot hold column {field.name!r} of type {field.type}"
         if reason is not None:
             what = f"could not write column {field.name!r} of type {field.type} ({reason})"
-        super().__init__(
-            f"{fmt.value} {what}; use --format arrow, or --columns without it", EXIT_INVALID
-        )
+        super().__init__(f"{fmt.value} {what}; use --format arrow, or --columns without it")
         self.field = field
 
 
