@@ -56,3 +56,54 @@ def test_headless_module_does_not_import_textual(module):
 
 def test_the_check_sees_textual_when_it_is_imported():
     assert imports_textual("streamkit.tui.app")
+
+
+# The shared core: what both servers and every client build on. It imports no server, no
+# client and no web or terminal framework; a connector never imports the gateway.
+CORE = [
+    name
+    for name in all_modules()
+    if name.count(".") == 1
+    and name.split(".")[1]
+    not in {"cli", "client", "flight_server", "lifecycle", "simulator", "certs"}
+    and name.split(".")[1] not in {"connector", "gateway", "tui", "commands", "bench"}
+]
+SERVERS_AND_CLIENTS = (
+    "streamkit.connector",
+    "streamkit.gateway",
+    "streamkit.flight_server",
+    "streamkit.client",
+    "streamkit.commands",
+    "streamkit.tui",
+    "aiohttp",
+    "textual",
+    "websockets",
+    "typer",
+)
+LOADED = "import importlib, sys; importlib.import_module(sys.argv[1]); print(' '.join(sys.modules))"
+
+
+def loaded_by(module: str) -> set[str]:
+    result = subprocess.run(
+        [sys.executable, "-c", LOADED, module], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    return set(result.stdout.split())
+
+
+@pytest.mark.parametrize("module", CORE)
+def test_the_core_imports_no_server_client_or_framework(module):
+    loaded = loaded_by(module)
+    wrong = sorted(
+        name
+        for name in loaded
+        if any(name == banned or name.startswith(banned + ".") for banned in SERVERS_AND_CLIENTS)
+    )
+    assert not wrong, f"{module} imports {wrong}"
+
+
+@pytest.mark.parametrize(
+    "module", [name for name in all_modules() if name.startswith("streamkit.connector")]
+)
+def test_the_connector_never_imports_the_gateway(module):
+    assert not any(name.startswith("streamkit.gateway") for name in loaded_by(module))
