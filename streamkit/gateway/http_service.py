@@ -149,8 +149,9 @@ async def _send_stream(request: web.Request, opened: Stream, idle: float) -> web
             except Ended:
                 break
             if chunk is not None:
-                for piece in framer.frames(chunk.data):
-                    await asyncio.wait_for(response.write(piece), idle)
+                async with asyncio.timeout(idle):  # one timer per batch, not a task per piece
+                    for piece in framer.frames(chunk.data):
+                        await response.write(piece)
         await response.write(framer.end())
         await response.write_eof()
         return response

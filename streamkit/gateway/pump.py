@@ -160,4 +160,5 @@ class AsyncPump:
             if left is not None and left <= 0:
                 return None
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._arrived.wait(), left)
+                async with asyncio.timeout(left):  # no task per wait, unlike wait_for
+                    await self._arrived.wait()

@@ -225,14 +225,15 @@ class WsSession:
             if skipped := skipped_rows(chunk.app_metadata):
                 await self.send_json({"type": "skipped", "id": query_id, "rows": skipped})
             batches += 1
-            for frame in framer.frames(chunk.data):
-                sent += len(frame)
-                try:
-                    await asyncio.wait_for(self.ws.send_bytes(frame), idle)
-                except TimeoutError:
-                    raise stream.fail(
-                        errors.unavailable(f"the client took no data for {idle:g} s"), "idle"
-                    ) from None
+            try:
+                async with asyncio.timeout(idle):  # one timer per batch, not a task per frame
+                    for frame in framer.frames(chunk.data):
+                        sent += len(frame)
+                        await self.ws.send_bytes(frame)
+            except TimeoutError:
+                raise stream.fail(
+                    errors.unavailable(f"the client took no data for {idle:g} s"), "idle"
+                ) from None
         end = framer.end()
         await self.ws.send_bytes(end)
         await self._end(stream, query_id, sent + len(end), batches)
