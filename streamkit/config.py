@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from streamkit.catalog import safe_name
+from streamkit.readers import DEFAULT_BATCH_BYTES
 from streamkit.secrets import Secret, SecretError, resolve_secret
 from streamkit.security import RateLimit, parse_networks
 
@@ -62,6 +63,9 @@ class GatewayConfig:
     """Seconds a stream may make no progress before it is cancelled."""
     ws_frame_bytes: int = 256 * 1024
     """Target size of WebSocket binary frames (batches are re-sliced to fit)."""
+    batch_bytes: int = DEFAULT_BATCH_BYTES
+    """About this much Arrow data per batch that embedded tenants read (memory per stream
+    against speed: bigger batches forward faster, slow readers hold more)."""
     tls_cert: Path | None = None
     """Server certificate: with ``tls_key``, Flight is grpc+tls and HTTP is https/wss."""
     tls_key: Path | None = None
@@ -92,6 +96,7 @@ _GATEWAY_KEYS: dict[str, type | tuple[type, ...]] = {
     "default_tenant": str,
     "idle_timeout": (int, float),
     "ws_frame_bytes": int,
+    "batch_bytes": int,
     "tls_cert": str,
     "tls_key": str,
     "allow": list,
@@ -147,6 +152,8 @@ def parse(raw: dict[str, Any], *, source: str, base: Path) -> GatewayConfig:
         raise fail("gateway.idle_timeout", "must be positive")
     if values.get("ws_frame_bytes", GatewayConfig.ws_frame_bytes) < 1024:
         raise fail("gateway.ws_frame_bytes", "must be at least 1024")
+    if values.get("batch_bytes", GatewayConfig.batch_bytes) < 1024:
+        raise fail("gateway.batch_bytes", "must be at least 1024")
 
     tenants_raw = raw.get("tenants", {})
     if not isinstance(tenants_raw, dict) or not tenants_raw:
@@ -242,6 +249,7 @@ def parse(raw: dict[str, Any], *, source: str, base: Path) -> GatewayConfig:
         default_tenant=default,
         idle_timeout=float(values.get("idle_timeout", GatewayConfig.idle_timeout)),
         ws_frame_bytes=values.get("ws_frame_bytes", GatewayConfig.ws_frame_bytes),
+        batch_bytes=values.get("batch_bytes", GatewayConfig.batch_bytes),
         **tls,
         allow=tuple(values["allow"]) if "allow" in values else None,
         allowed_origins=(tuple(values["allowed_origins"]) if "allowed_origins" in values else None),

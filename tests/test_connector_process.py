@@ -115,3 +115,12 @@ def test_many_first_requests_for_one_file_at_once(tmp_path, process):
     for thread in threads:
         thread.join(60)
     assert answers == [40 << 16] * 20
+
+
+def test_batch_bytes_sets_the_size_of_streamed_batches(tmp_path, process):
+    table = pa.table({"a": pa.array(range(200_000)), "b": pa.array(range(200_000), pa.float64())})
+    pq.write_table(table, tmp_path / "nums.parquet")
+    _, client = start_connector(process, tmp_path, "--batch-bytes", "65536")
+    batches = client.do_get(flight.Ticket(b'{"dataset": "nums"}')).read_all().to_batches()
+    assert sum(b.num_rows for b in batches) == 200_000
+    assert max(b.nbytes for b in batches) <= 2 * 65536 < table.nbytes / 10

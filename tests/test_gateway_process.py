@@ -61,6 +61,10 @@ def start_gateway(process, config: Path):
             "gateway.default_tenant: no tenant named 'zz'",
         ),
         ("not toml [", "not valid TOML"),
+        (
+            '[gateway]\nbatch_bytes = 100\n[tenants.a]\npath = "."\n',
+            "gateway.batch_bytes: must be at least 1024",
+        ),
     ],
 )
 def test_config_errors_are_one_line_before_start(tmp_path, process, body, reason):

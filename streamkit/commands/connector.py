@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from streamkit.lifecycle import log_crashes, run_until_signal
-from streamkit.readers import DEFAULT_BATCH_ROWS
+from streamkit.readers import DEFAULT_BATCH_BYTES, DEFAULT_BATCH_ROWS
 from streamkit.secrets import SecretError, resolve_secret
 from streamkit.security import is_loopback, parse_networks
 
@@ -30,6 +30,14 @@ def serve(
     batch_rows: Annotated[
         int, typer.Option(min=1, help="Most rows per streamed record batch.")
     ] = DEFAULT_BATCH_ROWS,
+    batch_bytes: Annotated[
+        int,
+        typer.Option(
+            min=1024,
+            help="About this much Arrow data per batch: bigger forwards faster, smaller keeps"
+            " slow readers' memory down.",
+        ),
+    ] = DEFAULT_BATCH_BYTES,
     tls_cert: Annotated[Path | None, typer.Option(help="Server certificate (PEM).")] = None,
     tls_key: Annotated[Path | None, typer.Option(help="Server private key (PEM).")] = None,
     tls_client_ca: Annotated[
@@ -86,6 +94,7 @@ def serve(
             str(root),
             f"grpc://{host}:{port}",
             batch_rows=batch_rows,
+            batch_bytes=batch_bytes,
             token=secret.value if secret else None,
             allow=allow or None,
             tls_cert=tls_cert,

@@ -14,7 +14,7 @@ from streamkit.connector.service import Connector
 from streamkit.flight_server import BaseFlightServer
 from streamkit.flight_streams import generator_stream
 from streamkit.query import Query
-from streamkit.readers import DEFAULT_BATCH_ROWS
+from streamkit.readers import DEFAULT_BATCH_BYTES, DEFAULT_BATCH_ROWS
 from streamkit.security import same_secret
 
 
@@ -25,12 +25,13 @@ class ConnectorServer(BaseFlightServer):
         location: str = "grpc://127.0.0.1:0",
         *,
         batch_rows: int = DEFAULT_BATCH_ROWS,
+        batch_bytes: int = DEFAULT_BATCH_BYTES,
         token: str | None = None,
         **kwargs: Any,
     ) -> None:
         """``token``: a shared secret every call must bring (``Authorization: Bearer``);
         ``kwargs``: ``allow``, ``tls_cert``, ``tls_key``, ``tls_client_ca`` (see base)."""
-        self.connector = Connector(root, batch_rows=batch_rows)
+        self.connector = Connector(root, batch_rows=batch_rows, batch_bytes=batch_bytes)
         self.live = self.connector.live
         self.token = token
         super().__init__(location, **kwargs)

@@ -20,7 +20,13 @@ from streamkit.flight_streams import Chunk, Item
 from streamkit.live import LiveDataset, LiveRegistry
 from streamkit.live_wire import LIVE_INFO_METADATA
 from streamkit.query import Query
-from streamkit.readers import DEFAULT_BATCH_ROWS, BatchStream, DatasetInfo, Readers
+from streamkit.readers import (
+    DEFAULT_BATCH_BYTES,
+    DEFAULT_BATCH_ROWS,
+    BatchStream,
+    DatasetInfo,
+    Readers,
+)
 from streamkit.shaping import Shaper, shape
 
 log = logging.getLogger("streamkit.connector")
@@ -36,9 +42,17 @@ class Opened:
 
 
 class Connector:
-    def __init__(self, root: str, *, batch_rows: int = DEFAULT_BATCH_ROWS) -> None:
+    def __init__(
+        self,
+        root: str,
+        *,
+        batch_rows: int = DEFAULT_BATCH_ROWS,
+        batch_bytes: int = DEFAULT_BATCH_BYTES,
+    ) -> None:
         self.catalog = Catalog(root)
-        self.readers = Readers(str(self.catalog.root), batch_rows=batch_rows)
+        self.readers = Readers(
+            str(self.catalog.root), batch_rows=batch_rows, batch_bytes=batch_bytes
+        )
         self.live = LiveRegistry(self.catalog.root)
         self.stopping = threading.Event()
 

@@ -90,7 +90,7 @@ class Upstreams:
                 if tenant_config.path is None:
                     self.tenants[name] = Tenant(tenant_config, client=_connect(tenant_config))
                     continue
-                embedded = Connector(str(tenant_config.path))
+                embedded = Connector(str(tenant_config.path), batch_bytes=config.batch_bytes)
                 simulator = None
                 if tenant_config.simulate:
                     simulator = Simulator(embedded.live, tenant_config.simulate)
