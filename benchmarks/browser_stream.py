@@ -6,7 +6,10 @@ Generates ~100 MB of Arrow data in a temporary folder, serves it from an in-proc
 * ``decode``: transport + Arrow decoding only (``openStream`` of web/js/stream.js, batches
   counted and dropped) — what the wire and apache-arrow can do;
 * ``dashboard``: the real page (Run button): decode + downsampled chart + table + progress,
-  with time to first chart points.
+  with time to first chart points and the longest main-thread task during the run;
+* ``1M rows``: the dashboard loading the browser tests' 1,000,000-row time series (Parquet,
+  ts + three measures + id) over HTTP and the WebSocket: the longest main-thread task, which
+  says whether the page stays responsive while it loads.
 
     .venv/bin/python benchmarks/browser_stream.py [--size-mb 100] [--repeat 3] [--json]
 """
@@ -14,10 +17,12 @@ Generates ~100 MB of Arrow data in a temporary folder, serves it from an in-proc
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import statistics
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow as pa
@@ -27,7 +32,14 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
 
-from browser_helpers import VIEWPORT, launch_options, missing_prerequisite  # noqa: E402
+from browser_helpers import (  # noqa: E402
+    LONG_TASK_OBSERVER,
+    LONGEST_TASK_SINCE,
+    VIEWPORT,
+    launch_options,
+    missing_prerequisite,
+    write_big_dataset,
+)
 
 from streamkit.config import GatewayConfig, TenantConfig  # noqa: E402
 from streamkit.gateway import make_gateway  # noqa: E402
@@ -36,6 +48,7 @@ FRAME_SIZES = [64 * 1024, 128 * 1024, 256 * 1024, 512 * 1024, 1024 * 1024, 2 * 1
 BYTES_PER_ROW = 48  # ts + four float64 + int64
 BATCH_ROWS = 65_536
 TIMEOUT_MS = 180_000
+MILLION = 1_000_000
 
 DECODE_ONLY = """
 async ({ transport, tenant, dataset }) => {
@@ -76,25 +89,39 @@ def write_dataset(folder: Path, size_mb: int) -> tuple[Path, int]:
     return path, rows
 
 
-def measure(page, gateway, transport: str, mode: str) -> dict:
-    page.goto(f"{gateway.http_url}/#/bench/bench")
+def measure(page, gateway, transport: str, mode: str, dataset: str = "bench") -> dict:
+    page.goto(f"{gateway.http_url}/#/bench/{dataset}")
     page.wait_for_selector("#connection[data-status=open]")
     page.wait_for_function("document.querySelector('#dataset').options.length > 0")
     if mode == "decode":
-        args = {"transport": transport, "tenant": "bench", "dataset": "bench"}
+        args = {"transport": transport, "tenant": "bench", "dataset": dataset}
         return page.evaluate(DECODE_ONLY, args)
     page.check(f"input[name=transport][value={transport}]")
+    since = page.evaluate("performance.now()")
     page.click("#run")
     page.wait_for_selector("#progress[data-state=done], #progress[data-state=error]")
     result = page.evaluate("window.streamkit.lastRun")
     if result["state"] != "done":
         raise RuntimeError(f"dashboard run ended {result['state']}: {page.inner_text('#error')}")
-    return result
+    return {**result, "longestTaskMs": page.evaluate(LONGEST_TASK_SINCE, since)}
+
+
+def runs_on_new_page(browser, gateway, transport: str, mode: str, repeat: int, **kw) -> list:
+    page = browser.new_page(viewport=VIEWPORT)
+    page.set_default_timeout(TIMEOUT_MS)
+    page.add_init_script(LONG_TASK_OBSERVER)
+    try:
+        return [measure(page, gateway, transport, mode, **kw) for _ in range(repeat)]
+    finally:
+        page.close()
 
 
 def best_of(runs: list[dict]) -> dict:
     best = max(runs, key=lambda r: r["mbPerSecond"])
+    tasks = [r["longestTaskMs"] for r in runs if "longestTaskMs" in r]
     return {
+        "longest_task_ms": round(statistics.median(tasks)) if tasks else None,
+        "longest_task_ms_worst": round(max(tasks)) if tasks else None,
         "mb_per_s": round(best["mbPerSecond"], 1),
         "mb_per_s_median": round(statistics.median(r["mbPerSecond"] for r in runs), 1),
         "first_batch_ms": round(min(r["firstBatchMs"] for r in runs), 1),
@@ -116,6 +143,7 @@ def main() -> int:
         default=",".join(str(f // 1024) for f in FRAME_SIZES),
         help="ws_frame_bytes values to try, in KB",
     )
+    parser.add_argument("--no-million", action="store_true", help="skip the 1M-row load")
     parser.add_argument("--json", action="store_true", help="print one JSON document")
     options = parser.parse_args()
     if reason := missing_prerequisite():
@@ -129,41 +157,33 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="streamkit-bench-") as tmp, sync_playwright() as pw:
         path, rows = write_dataset(Path(tmp), options.size_mb)
         log(f"dataset: {rows:,} rows, {path.stat().st_size / 1e6:.0f} MB Arrow file")
+        if not options.no_million:
+            write_big_dataset(Path(tmp), MILLION)
         browser = pw.chromium.launch(**launch_options())
         try:
             for index, frame_bytes in enumerate(frames):
-                config = GatewayConfig(
-                    flight_port=0,
-                    http_port=0,
-                    default_tenant="bench",
-                    ws_frame_bytes=frame_bytes,
-                    tenants={"bench": TenantConfig("bench", path=Path(tmp))},
-                )
-                gateway = make_gateway(config)
-                try:
+                with bench_gateway(Path(tmp), frame_bytes) as gateway:
                     # HTTP does not depend on the WebSocket frame size: measure it once.
                     transports = ["ws", "http"] if index == 0 else ["ws"]
                     for transport in transports:
                         for mode in ("decode", "dashboard"):
-                            page = browser.new_page(viewport=VIEWPORT)
-                            page.set_default_timeout(TIMEOUT_MS)
-                            try:
-                                runs = [
-                                    measure(page, gateway, transport, mode)
-                                    for _ in range(options.repeat)
-                                ]
-                            finally:
-                                page.close()
-                            row = {
-                                "transport": transport,
-                                "frame_kb": frame_bytes // 1024 if transport == "ws" else None,
-                                "mode": mode,
-                                **best_of(runs),
-                            }
-                            results.append(row)
-                            log(format_row(row))
-                finally:
-                    gateway.stop()
+                            runs = runs_on_new_page(
+                                browser, gateway, transport, mode, options.repeat
+                            )
+                            frame_kb = frame_bytes // 1024 if transport == "ws" else None
+                            row = {"transport": transport, "frame_kb": frame_kb, "mode": mode}
+                            results.append({**row, **best_of(runs)})
+                            log(format_row(results[-1]))
+            if not options.no_million:
+                with bench_gateway(Path(tmp), None) as gateway:
+                    for transport in ("http", "ws"):
+                        runs = runs_on_new_page(
+                            browser, gateway, transport, "dashboard", options.repeat, dataset="big"
+                        )
+                        frame_kb = 256 if transport == "ws" else None
+                        row = {"transport": transport, "frame_kb": frame_kb, "mode": "1M rows"}
+                        results.append({**row, **best_of(runs)})
+                        log(format_row(results[-1]))
         finally:
             browser.close()
 
@@ -174,14 +194,38 @@ def main() -> int:
     return 0
 
 
+@contextlib.contextmanager
+def bench_gateway(folder: Path, frame_bytes: int | None) -> Iterator[object]:
+    """An in-process gateway serving `folder` as tenant ``bench`` (default frame size: None)."""
+    frames = {} if frame_bytes is None else {"ws_frame_bytes": frame_bytes}
+    config = GatewayConfig(
+        flight_port=0,
+        http_port=0,
+        default_tenant="bench",
+        tenants={"bench": TenantConfig("bench", path=folder)},
+        **frames,
+    )
+    gateway = make_gateway(config)
+    try:
+        yield gateway
+    finally:
+        gateway.stop()
+
+
 def format_row(row: dict) -> str:
     frame = f"{row['frame_kb']:>5} KB" if row["frame_kb"] else f"{'-':>5}   "
     first_chart = row["first_chart_ms"]
     chart = f"{first_chart:>7.0f} ms" if first_chart is not None else f"{'-':>7}   "
+    task = row["longest_task_ms"]
+    tasks = (
+        f"  longest task {task:>4} ms (worst {row['longest_task_ms_worst']})"
+        if task is not None
+        else ""
+    )
     return (
         f"{row['transport']:<5} {frame}  {row['mode']:<9} {row['mb_per_s']:>7.1f} MB/s "
         f"(median {row['mb_per_s_median']:>6.1f})  first batch {row['first_batch_ms']:>6.0f} ms  "
-        f"first chart {chart}  {row['seconds']:.2f} s for {row['mb']} MB"
+        f"first chart {chart}  {row['seconds']:.2f} s for {row['mb']} MB{tasks}"
     )
 
 

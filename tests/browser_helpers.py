@@ -23,9 +23,14 @@ VIEWPORT = {"width": 1440, "height": 960}
 LONG_TASK_OBSERVER = """
 window.__longTasks = [];
 new PerformanceObserver((list) => {
-  for (const entry of list.getEntries()) window.__longTasks.push(entry.duration);
+  for (const entry of list.getEntries()) {
+    window.__longTasks.push({ start: entry.startTime, duration: entry.duration });
+  }
 }).observe({ type: "longtask", buffered: true });
 """
+# The longest task (ms, 0 if none) that ran at or after `since` (a performance.now() value).
+LONGEST_TASK_SINCE = """(since) => Math.max(0, ...window.__longTasks
+  .filter((t) => t.start + t.duration >= since).map((t) => t.duration))"""
 
 
 def missing_prerequisite() -> str | None:

@@ -15,6 +15,7 @@ import pytest
 from browser_helpers import (
     ARTIFACTS,
     LONG_TASK_OBSERVER,
+    LONGEST_TASK_SINCE,
     VIEWPORT,
     ConsoleLog,
     launch_options,
@@ -32,6 +33,11 @@ SENSORS_ROWS = 10_080
 DEMO_DATASETS = {"sensors", "sales", "sales_by_region", "archive/2025/q1_sales"}
 TIMEOUT_MS = 20_000
 TOKEN = "browser-test-token"
+# The longest the page's main thread may be busy at once while a million rows load. Decoding,
+# chart columns, downsampling and cell text run in the worker; what is left on the page (chart
+# redraws, progress, the table's DOM, WebSocket frames handed on) takes ~10-60 ms per task on
+# 2 shared cores under load (benchmarks/browser_stream.py). Before the worker it was 250-650 ms.
+LONGEST_TASK_MS = 200
 
 
 @pytest.fixture(scope="module")
@@ -223,10 +229,12 @@ def test_cancel_stops_a_large_query(page, big, transport):
     assert shown_rows(page) == 1000
 
 
-def test_a_million_rows_render_without_freezing(page, big):
+@pytest.mark.parametrize("transport", ["http", "ws"])
+def test_a_million_rows_render_without_freezing(page, big, transport):
     page.add_init_script(LONG_TASK_OBSERVER)
     open_dashboard(page, big, "lab", "big")
-    run_query(page, "http")
+    since = page.evaluate("performance.now()")
+    run_query(page, transport)
 
     # While it loads, the page keeps answering: each round trip is quick.
     slowest = 0.0
@@ -237,16 +245,23 @@ def test_a_million_rows_render_without_freezing(page, big):
     assert wait_for_state(page, "done", "error") == "done"
     assert shown_rows(page) == BIG_ROWS
     assert slowest < 1.0
-    longest_task = page.evaluate("Math.max(0, ...window.__longTasks)")
-    assert longest_task < 500, f"main thread blocked for {longest_task} ms"
+    longest_task = page.evaluate(LONGEST_TASK_SINCE, since)
+    assert longest_task < LONGEST_TASK_MS, f"main thread blocked for {longest_task} ms"
     points = int(page.get_attribute("#chart", "data-points"))
     assert 0 < points <= 2 * 2 * 2000
-    # Re-charting a million rows with another x stays quick too.
+    last = page.evaluate("window.streamkit.lastRun")
+    assert last["rows"] == BIG_ROWS and last["batches"] > 0 and last["chartPoints"] == points
+    assert 0 < last["firstBatchMs"] <= last["seconds"] * 1000
+    assert last["bytes"] > 40_000_000 and last["mbPerSecond"] > 0
+    # Re-charting a million rows with another x stays quick too (the worker kept the batches).
+    since = page.evaluate("performance.now()")
     page.select_option("#x-column", "")
     page.wait_for_function("document.querySelector('#chart').dataset.rows === '1000000'")
+    assert page.evaluate(LONGEST_TASK_SINCE, since) < LONGEST_TASK_MS
+    assert page.get_attribute("#chart", "data-points") != "0"
     assert page.console_log.errors == []
-    print("1M rows:", page.evaluate("window.streamkit.lastRun"), f"longest task {longest_task} ms")
-    screenshot(page, "dashboard-1m-rows.png")
+    print(f"1M rows ({transport}):", last, f"longest task {longest_task} ms")
+    screenshot(page, f"dashboard-1m-rows-{transport}.png")
 
 
 def test_reconnects_when_the_gateway_comes_back(page):

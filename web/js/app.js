@@ -1,11 +1,10 @@
 // The dashboard: wires the connection, pickers, query runs, progress, chart and table.
 
-import { undecodable } from "./cells.js";
-import { describeFields, defaultSeries, defaultX, KIND, isTemporal } from "./columns.js";
+import { chooseChart, describeFields, KIND, isTemporal, undecodable } from "./columns.js";
 import { Connection, STATUS } from "./connection.js";
 import { formatBytes, formatCount } from "./format.js";
 import { PALETTE, Plot } from "./plot.js";
-import { openStream, TRANSPORT } from "./stream.js";
+import { Decoder, TRANSPORT } from "./stream.js";
 import { clearError, showError, showProgress } from "./status.js";
 import { FirstRows } from "./table.js";
 import { setupToken } from "./token.js";
@@ -39,10 +38,9 @@ const STATUS_TEXT = {
   [STATUS.RETRYING]: "Reconnecting…",
 };
 const PROGRESS_MS = 100; // progress numbers refresh at most this often
-const YIELD_MS = 12; // decode this long, then let the page paint and handle input
-const RETAIN_BYTES = 512e6; // keep batches (for re-charting) up to this much data
 
 const connection = new Connection(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws`);
+const decoder = new Decoder();
 const plot = new Plot(el.chart);
 const table = new FirstRows(el.rows, el.tableCaption);
 const state = {
@@ -53,8 +51,8 @@ const state = {
   series: null, // chosen series names; null = default
   run: null,
   runs: 0,
-  batches: [],
-  retained: true,
+  chartVersion: 0, // the chart's points come from the worker tagged with this
+  retained: true, // the worker keeps the last result's batches, for re-charting
 };
 
 // ---------------------------------------------------------------- connection and lists
@@ -171,17 +169,17 @@ function chartFields() {
   return state.fields.filter((f) => f.kind !== KIND.OTHER);
 }
 
+/** The chart's columns as chosen (undefined/null = the defaults), for the worker. */
+function chartChoice() {
+  return { x: state.x, series: state.series, version: state.chartVersion };
+}
+
 function chosenX() {
-  const fields = chartFields();
-  const name = state.x === undefined ? defaultX(fields) : state.x;
-  return fields.find((f) => f.name === name) ?? null;
+  return chooseChart(state.fields, chartChoice()).x;
 }
 
 function chosenSeries() {
-  const x = chosenX();
-  const numeric = chartFields().filter((f) => f.kind === KIND.NUMBER && f.name !== x?.name);
-  const names = state.series ?? defaultSeries(numeric, x?.name);
-  return names.filter((name) => numeric.some((f) => f.name === name));
+  return chooseChart(state.fields, chartChoice()).series;
 }
 
 function renderChartControls() {
@@ -213,10 +211,11 @@ function renderChartControls() {
   updateChartEmpty();
 }
 
+/** Chart other columns: the worker charts the batches it kept and sends the points. */
 function replot() {
-  plot.reset(chosenX(), chosenSeries());
-  if (state.retained) for (const batch of state.batches) plot.add(batch);
-  plot.draw();
+  state.chartVersion += 1;
+  plot.reset(chosenX(), chosenSeries(), { version: state.chartVersion });
+  decoder.chart(chartChoice());
   updateChartEmpty();
 }
 
@@ -296,46 +295,40 @@ async function runQuery() {
     firstChartMs: null,
     seconds: 0,
     state: "connecting",
-    handle: null,
     abort: new AbortController(),
     progressAt: null,
     progressTimer: null,
   };
   state.run = run;
-  state.batches = [];
   state.retained = true;
+  state.chartVersion += 1;
   // Send the request first; clear the views while its first bytes are on the way.
-  const opening = openStream(transport, request, connection, run.abort.signal);
+  const finished = decoder.run(transport, request, {
+    connection,
+    chart: chartChoice(),
+    latest: run.live,
+    signal: run.abort.signal,
+    onSchema: (fields) => showSchema(run, fields, omitted),
+    onUpdate: (update) => showUpdate(run, update),
+  });
   clearError();
   el.run.disabled = true;
   el.cancel.disabled = false;
   table.reset();
-  plot.reset(chosenX(), chosenSeries());
+  plot.reset(chosenX(), chosenSeries(), { version: state.chartVersion });
   showProgress(run);
   try {
-    run.handle = await opening;
-    run.state = run.abort.signal.aborted ? "cancelling" : "streaming";
-    const fields = describeFields(run.handle.reader.schema?.fields ?? []);
-    if (fields.length) state.fields = fields; // the result's own schema (columns chosen)
-    renderChartControls();
-    const listed = new Map((selectedDataset()?.schema ?? []).map((f) => [f.name, f.type]));
-    table.reset(run.handle.reader.schema, listed, { latest: run.live, omitted });
-    plot.reset(chosenX(), chosenSeries(), { draw: false });
-    await consume(run);
-    const outcome = await run.handle.finish();
+    const outcome = await finished;
+    Object.assign(run, { rows: outcome.rows, batches: outcome.batches, bytes: outcome.bytes });
     run.state = outcome.cancelled ? "cancelled" : "done";
   } catch (error) {
-    if (run.abort.signal.aborted && error.code === "cancelled") {
-      run.state = "cancelled";
-    } else {
-      run.state = "error";
-      showError(error);
-    }
+    run.state = "error";
+    showError(error);
   } finally {
     clearTimeout(run.progressTimer);
-    run.bytes = run.handle ? run.handle.bytes() : 0;
-    run.skipped = run.handle ? run.handle.skipped() : 0;
+    run.skipped = decoder.skipped();
     run.seconds = (performance.now() - run.startedAt) / 1000;
+    await nextTask(); // the last points are drawn in a task of their own, then published
     plot.draw();
     noteFirstChart(run);
     showProgress(run);
@@ -347,31 +340,33 @@ async function runQuery() {
   }
 }
 
-async function consume(run) {
-  let sliceStart = performance.now();
-  for await (const batch of run.handle.reader) {
-    const now = performance.now();
-    if (run.firstBatchMs == null) run.firstBatchMs = now - run.startedAt;
-    run.batches += 1;
-    run.rows += batch.numRows;
-    if (state.retained) {
-      state.batches.push(batch);
-      if (run.handle.bytes() > RETAIN_BYTES) {
-        state.batches = [];
-        state.retained = false;
-      }
-    }
-    table.add(batch);
-    plot.add(batch);
-    plot.requestDraw(run.batches === 1);
-    noteFirstChart(run);
-    if (run.batches === 1) updateChartEmpty();
-    updateProgressSoon(run);
-    if (performance.now() - sliceStart > YIELD_MS) {
-      await yieldToBrowser();
-      sliceStart = performance.now();
-    }
+/** The result's fields are known: the table's header, the chart's columns among them. */
+function showSchema(run, fields, omitted) {
+  if (state.run !== run) return;
+  run.state = run.abort.signal.aborted ? "cancelling" : "streaming";
+  if (fields.length) state.fields = fields; // the result's own schema (columns chosen)
+  renderChartControls();
+  const listed = new Map((selectedDataset()?.schema ?? []).map((f) => [f.name, f.type]));
+  table.reset(fields, listed, { latest: run.live, omitted });
+  plot.reset(chosenX(), chosenSeries(), { draw: false });
+  showProgress(run);
+}
+
+/** Counts, chart points and table rows from the worker (points also after a re-chart). */
+function showUpdate(run, update) {
+  state.retained = update.retained;
+  if (update.table) table.show(update.table);
+  if (update.points) {
+    plot.show(update.points);
+    updateChartEmpty();
   }
+  if (state.run !== run) return;
+  if (run.firstBatchMs == null && update.firstBatchAt != null) {
+    run.firstBatchMs = update.firstBatchAt - (performance.timeOrigin + run.startedAt);
+  }
+  Object.assign(run, { rows: update.rows, batches: update.batches, bytes: update.bytes });
+  noteFirstChart(run);
+  updateProgressSoon(run);
 }
 
 /** Refresh the progress numbers now if they are old enough, else once a little later. */
@@ -382,8 +377,7 @@ function updateProgressSoon(run) {
     run.progressTimer = null;
     if (state.run !== run) return;
     run.progressAt = performance.now();
-    run.bytes = run.handle.bytes();
-    run.skipped = run.handle.skipped();
+    run.skipped = decoder.skipped();
     run.seconds = (run.progressAt - run.startedAt) / 1000;
     showProgress(run);
   };
@@ -397,8 +391,7 @@ function noteFirstChart(run) {
   }
 }
 
-function yieldToBrowser() {
-  if (globalThis.scheduler?.yield) return globalThis.scheduler.yield();
+function nextTask() {
   return new Promise((resolve) => setTimeout(resolve, 0));
 }
 
@@ -456,7 +449,7 @@ setInterval(() => {
   }
 }, 250);
 
-window.streamkit = { lastRun: null, connection, TRANSPORT };
+window.streamkit = { lastRun: null, connection, decoder, TRANSPORT, plot };
 setupToken(connection, { onChange: clearError, onError: showError });
 connection.connect();
 showProgress({ state: "idle", rows: 0, bytes: 0, batches: 0, seconds: 0, expected: null });

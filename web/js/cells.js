@@ -3,9 +3,9 @@
 // as UTC, and fails on 64-bit dictionary indices). The forms follow `streamkit query`:
 // decimals exact; dates, times and timestamps with every digit of their unit, timestamps in
 // their zone with its offset; durations in seconds; nested values (lists, maps, structs) as
-// JSON text; unions as their value; `arrow.uuid` as 8-4-4-4-12 hex.
+// JSON text; unions as their value; `arrow.uuid` as 8-4-4-4-12 hex. Runs in the decoding worker.
 
-import { DataType, Type, UnionMode, Vector } from "apache-arrow";
+import { DataType, Type, UnionMode, Vector } from "./arrow.js";
 import { formatNumber, truncate } from "./format.js";
 
 const EXTENSION = "ARROW:extension:name";
@@ -14,18 +14,6 @@ const DAY_MS = 86400e3;
 const FIXED_OFFSET = /^([+-])(\d\d):?(\d\d)$/;
 const zoneFormats = new Map();
 const leafVectors = new WeakMap();
-
-// Types this page's apache-arrow cannot decode at all (a stream holding one fails as a whole),
-// matched in the type names that the gateway lists (pyarrow's spelling, nested ones too).
-const UNDECODABLE = [
-  [/list_view</, "list views"],
-  [/run_end_encoded</, "run-end encoded arrays"],
-];
-
-/** Why this page cannot show a column of the listed type `typeName`, or null if it can. */
-export function undecodable(typeName) {
-  return UNDECODABLE.find(([pattern]) => pattern.test(typeName))?.[1] ?? null;
-}
 
 /** The cell text of row `index` of `vector` (a column of a batch); null for a null value. */
 export function cellText(vector, index, field) {

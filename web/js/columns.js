@@ -1,24 +1,16 @@
-// Column kinds and fast numeric extraction from Arrow vectors (no per-row Arrow calls on the hot path).
-
-import { DataType, DateUnit, TimeUnit, makeVector } from "apache-arrow";
+// Column kinds, the chart's columns and the types this page cannot decode, from fields as
+// `{name, type, kind}` (the gateway's `list` schema, or a result's schema described by the
+// decoding worker). No Arrow here: the page and the worker both use it.
 
 export const KIND = Object.freeze({ NUMBER: "number", TIME: "time", DATE: "date", OTHER: "other" });
 
-const TIME_UNIT_TO_MS = {
-  [TimeUnit.SECOND]: 1e3,
-  [TimeUnit.MILLISECOND]: 1,
-  [TimeUnit.MICROSECOND]: 1e-3,
-  [TimeUnit.NANOSECOND]: 1e-6,
-};
 const ID_NAME = /(^|_)(id|key|uuid)$/i;
-
-/** The kind of an Arrow DataType. */
-export function kindOfType(type) {
-  if (DataType.isInt(type) || DataType.isFloat(type)) return KIND.NUMBER;
-  if (DataType.isTimestamp(type)) return KIND.TIME;
-  if (DataType.isDate(type)) return KIND.DATE;
-  return KIND.OTHER;
-}
+// Types this page's apache-arrow cannot decode at all (a stream holding one fails as a whole),
+// matched in the type names that the gateway lists (pyarrow's spelling, nested ones too).
+const UNDECODABLE = [
+  [/list_view</, "list views"],
+  [/run_end_encoded</, "run-end encoded arrays"],
+];
 
 /** The kind of a type as the gateway's `list` spells it (pyarrow's `str(type)`). */
 export function kindOfTypeName(name) {
@@ -30,13 +22,14 @@ export function kindOfTypeName(name) {
 
 export const isTemporal = (kind) => kind === KIND.TIME || kind === KIND.DATE;
 
-/** Fields as `{name, type, kind}` from the gateway's list schema or an Arrow schema. */
+/** Fields as `{name, type, kind}` from the gateway's list schema (`{name, type}`). */
 export function describeFields(fields) {
-  return fields.map((f) =>
-    typeof f.type === "string"
-      ? { name: f.name, type: f.type, kind: kindOfTypeName(f.type) }
-      : { name: f.name, type: String(f.type), kind: kindOfType(f.type) },
-  );
+  return fields.map((f) => ({ name: f.name, type: f.type, kind: kindOfTypeName(f.type) }));
+}
+
+/** Why this page cannot show a column of the listed type `typeName`, or null if it can. */
+export function undecodable(typeName) {
+  return UNDECODABLE.find(([pattern]) => pattern.test(typeName))?.[1] ?? null;
 }
 
 /** The default x column: the first timestamp or date column, else the row index (`null`). */
@@ -52,58 +45,15 @@ export function defaultSeries(fields, x) {
 }
 
 /**
- * A vector's values as a Float64Array of numbers (NaN for nulls; milliseconds for
- * timestamps and dates), or `null` when the column is not numeric or temporal.
+ * The chart's columns among `fields` for a choice: `x` a column name, `null` for the row
+ * index or `undefined` for the default; `series` names or `null` for the default. Returns
+ * `{x: field or null, series: names}` — the same on the page and in the worker.
  */
-export function numericValues(vector) {
-  if (!vector) return null;
-  const kind = kindOfType(vector.type);
-  if (kind === KIND.OTHER) return null;
-  const out = new Float64Array(vector.length);
-  let base = 0;
-  for (const data of vector.data) {
-    fillChunk(data, kind, out, base);
-    base += data.length;
-  }
-  return out;
-}
-
-function fillChunk(data, kind, out, base) {
-  const { values, length, type } = data;
-  const float16 = DataType.isFloat(type) && type.precision === 0;
-  const bigints = values instanceof BigInt64Array || values instanceof BigUint64Array;
-  if (kind === KIND.DATE && type.unit === DateUnit.DAY) {
-    for (let i = 0; i < length; i++) out[base + i] = values[i] * 86400e3;
-  } else if (kind === KIND.NUMBER && !float16 && !bigints) {
-    out.set(values.subarray(0, length), base); // converts any typed array to float64
-  } else if (bigints) {
-    const scale = kind === KIND.TIME ? TIME_UNIT_TO_MS[type.unit] : 1;
-    fillFromInt64(values, length, scale, out, base);
-  } else {
-    // Rare layouts (half floats, millisecond dates): let Arrow decode each value.
-    const vector = makeVector(data);
-    for (let i = 0; i < length; i++) out[base + i] = toNumber(vector.get(i));
-  }
-  if (data.nullCount > 0) {
-    for (let i = 0; i < length; i++) if (!data.getValid(i)) out[base + i] = NaN;
-  }
-}
-
-/**
- * 64-bit integers as numbers without one BigInt per value (~10× faster): read each as two
- * 32-bit words (little-endian, as Arrow stores them). Exact up to 2^53, like Number(bigint).
- */
-function fillFromInt64(values, length, scale, out, base) {
-  const words = new Uint32Array(values.buffer, values.byteOffset, length * 2);
-  const signed = values instanceof BigInt64Array;
-  for (let i = 0; i < length; i++) {
-    let high = words[2 * i + 1];
-    if (signed && high >= 0x80000000) high -= 0x100000000;
-    out[base + i] = (high * 0x100000000 + words[2 * i]) * scale;
-  }
-}
-
-function toNumber(value) {
-  if (value == null) return NaN;
-  return value instanceof Date ? value.getTime() : Number(value);
+export function chooseChart(fields, { x, series }) {
+  const chartable = fields.filter((f) => f.kind !== KIND.OTHER);
+  const xName = x === undefined ? defaultX(chartable) : x;
+  const xField = chartable.find((f) => f.name === xName) ?? null;
+  const numeric = chartable.filter((f) => f.kind === KIND.NUMBER && f.name !== xField?.name);
+  const names = series ?? defaultSeries(numeric, xField?.name);
+  return { x: xField, series: names.filter((name) => numeric.some((f) => f.name === name)) };
 }

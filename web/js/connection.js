@@ -2,6 +2,10 @@
 // reconnect with backoff, request/response by id, and binary frames routed to the one
 // query that is running on the socket.
 
+import { GatewayError } from "./protocol.js";
+
+export { GatewayError };
+
 export const STATUS = Object.freeze({
   CONNECTING: "connecting",
   OPEN: "open",
@@ -10,62 +14,6 @@ export const STATUS = Object.freeze({
 const POLICY_VIOLATION = 1008; // the gateway closes sockets that never authenticate
 
 const RETRY_DELAYS_MS = [250, 500, 1000, 2000, 4000, 8000];
-
-export class GatewayError extends Error {
-  constructor(code, message, status = null) {
-    super(message || code);
-    this.code = code;
-    this.status = status;
-  }
-}
-
-/** An async iterable of byte frames, fed by the socket and ended by `end` or an error. */
-class FrameQueue {
-  constructor() {
-    this.frames = [];
-    this.waiting = null;
-    this.finished = false;
-    this.failure = null;
-  }
-
-  push(frame) {
-    if (this.finished) return;
-    if (this.waiting) {
-      const resolve = this.waiting.resolve;
-      this.waiting = null;
-      resolve({ value: frame, done: false });
-    } else {
-      this.frames.push(frame);
-    }
-  }
-
-  finish(error = null) {
-    if (this.finished) return;
-    this.finished = true;
-    this.failure = error;
-    if (this.waiting) {
-      const { resolve, reject } = this.waiting;
-      this.waiting = null;
-      if (error) reject(error);
-      else resolve({ value: undefined, done: true });
-    }
-  }
-
-  [Symbol.asyncIterator]() {
-    return {
-      next: () => {
-        if (this.frames.length) return Promise.resolve({ value: this.frames.shift(), done: false });
-        if (this.finished) {
-          return this.failure ? Promise.reject(this.failure) : Promise.resolve({ done: true });
-        }
-        return new Promise((resolve, reject) => {
-          this.waiting = { resolve, reject };
-        });
-      },
-      return: () => Promise.resolve({ done: true }),
-    };
-  }
-}
 
 export class Connection extends EventTarget {
   constructor(url) {
@@ -77,7 +25,7 @@ export class Connection extends EventTarget {
     this.retryAt = 0;
     this.nextId = 1;
     this.pending = new Map(); // id → {resolve, reject} for list requests
-    this.query = null; // {id, frames, resolveEnd, rejectEnd}
+    this.query = null; // {id, onFrame, resolveEnd, rejectEnd, skipped}
     this.token = null; // bearer token sent as the first message, when set
     this.reconnectNow = false;
     this.tenants = null; // tenants the token may read (from `authenticated`)
@@ -133,25 +81,23 @@ export class Connection extends EventTarget {
   }
 
   /**
-   * Start a query; returns `{id, frames, end, skipped}`: `frames` is an async iterable of the
-   * IPC bytes (Uint8Array per binary frame), `end` resolves with the `end` message, and
-   * `skipped()` counts rows a lagging live follower skipped (`skipped` messages).
+   * Start a query; returns `{id, end, skipped}`. Each binary frame (an ArrayBuffer of whole IPC
+   * messages) goes to `onFrame` as it arrives; `end` resolves with the `end` message or rejects
+   * with the query's error; `skipped()` counts rows a lagging live follower skipped.
    */
-  startQuery(request) {
+  startQuery(request, onFrame) {
     if (this.query) throw new GatewayError("busy", "a query is already running on this socket");
     const id = `q-${this.nextId++}`;
-    const frames = new FrameQueue();
     let resolveEnd;
     let rejectEnd;
     const end = new Promise((resolve, reject) => {
       resolveEnd = resolve;
       rejectEnd = reject;
     });
-    end.catch(() => {}); // also surfaced through `frames`
-    const query = { id, frames, resolveEnd, rejectEnd, skipped: 0 };
+    const query = { id, onFrame, resolveEnd, rejectEnd, skipped: 0 };
     this.query = query;
     this.#send({ action: "query", id, ...request }, (error) => this.#finishQuery(error));
-    return { id, frames, end, skipped: () => query.skipped };
+    return { id, end, skipped: () => query.skipped };
   }
 
   cancelQuery(id) {
@@ -168,7 +114,7 @@ export class Connection extends EventTarget {
 
   #receive(data) {
     if (typeof data !== "string") {
-      this.query?.frames.push(new Uint8Array(data));
+      this.query?.onFrame(data);
       return;
     }
     let message;
@@ -205,7 +151,6 @@ export class Connection extends EventTarget {
     const query = this.query;
     if (!query) return;
     this.query = null;
-    query.frames.finish(error);
     if (error) query.rejectEnd(error);
     else query.resolveEnd(endMessage);
   }

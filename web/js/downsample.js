@@ -96,18 +96,33 @@ export class MinMaxBuckets {
 
   /** Chart points `[{x, y}]` per series, in row order (a bucket's min and max as two points). */
   points() {
+    return this.packed().map((xy) => {
+      const out = new Array(xy.length / 2);
+      for (let p = 0; p < out.length; p++) out[p] = { x: xy[2 * p], y: xy[2 * p + 1] };
+      return out;
+    });
+  }
+
+  /** The same points as one Float64Array per series, `[x0, y0, x1, y1, …]` (cheap to transfer). */
+  packed() {
     const used = Math.ceil(this.rows / this.rowsPerBucket);
     return this.series.map((s) => {
-      const out = [];
+      const out = new Float64Array(4 * used);
+      let n = 0;
       for (let b = 0; b < used; b++) {
         if (s.minY[b] === Infinity) continue; // only nulls in this bucket
-        const first = s.minRow[b] <= s.maxRow[b];
-        out.push(first ? { x: s.minX[b], y: s.minY[b] } : { x: s.maxX[b], y: s.maxY[b] });
+        const minFirst = s.minRow[b] <= s.maxRow[b];
+        const [x1, y1, x2, y2] = minFirst
+          ? [s.minX[b], s.minY[b], s.maxX[b], s.maxY[b]]
+          : [s.maxX[b], s.maxY[b], s.minX[b], s.minY[b]];
+        out[n++] = x1;
+        out[n++] = y1;
         if (s.minRow[b] !== s.maxRow[b]) {
-          out.push(first ? { x: s.maxX[b], y: s.maxY[b] } : { x: s.minX[b], y: s.minY[b] });
+          out[n++] = x2;
+          out[n++] = y2;
         }
       }
-      return out;
+      return out.slice(0, n);
     });
   }
 }

@@ -1,5 +1,6 @@
 // The line chart: chosen numeric columns against an x column (timestamp, date, number) or
-// the row index, downsampled as batches arrive and redrawn at most a few times a second.
+// the row index, from points the decoding worker downsampled (series.js), redrawn at most a
+// few times a second.
 
 import {
   Chart,
@@ -10,14 +11,12 @@ import {
   PointElement,
   Tooltip,
 } from "chart.js";
-import { isTemporal, numericValues } from "./columns.js";
-import { MinMaxBuckets } from "./downsample.js";
+import { isTemporal } from "./columns.js";
 import { formatNumber, formatTick, formatTimestamp } from "./format.js";
 
 Chart.register(LineController, LineElement, PointElement, LinearScale, Legend, Tooltip);
 
 export const PALETTE = ["#2563eb", "#e11d48", "#059669", "#d97706", "#7c3aed", "#0891b2", "#db2777", "#65a30d"];
-const BUCKETS = 1000; // ≤ 2 points per bucket and series
 const REDRAW_MS = 400; // at least this long between redraws while rows stream in…
 const REDRAW_COST_FACTOR = 15; // …and at least 15× the last redraw's cost (≤ ~7% of the time)
 const SECOND = 1e3;
@@ -37,7 +36,8 @@ export class Plot {
     this.canvas = canvas;
     this.x = null; // {name, kind} or null for the row index
     this.series = [];
-    this.buckets = new MinMaxBuckets([], BUCKETS);
+    this.version = 0; // points of another version (an older choice of columns) are dropped
+    this.points = null; // the worker's latest points: {version, rows, monotonic, series}
     this.lastDraw = 0;
     this.drawCost = 0;
     this.timer = null;
@@ -76,11 +76,12 @@ export class Plot {
     });
   }
 
-  /** Start over with an x column (`{name, kind}` or null) and series names. */
-  reset(x, series, { draw = true } = {}) {
+  /** Start over with an x column (`{name, kind}` or null), series names and points' version. */
+  reset(x, series, { draw = true, version = this.version } = {}) {
     this.x = x;
     this.series = series;
-    this.buckets = new MinMaxBuckets(series, BUCKETS);
+    this.version = version;
+    this.points = null;
     this.firstDrawAt = null;
     const time = Boolean(x && isTemporal(x.kind));
     this.chart.options.scales.x.title = { display: true, text: x ? x.name : "row", color: TICKS };
@@ -91,38 +92,37 @@ export class Plot {
       borderColor: PALETTE[i % PALETTE.length],
       backgroundColor: PALETTE[i % PALETTE.length],
     }));
-    if (draw) this.draw();
+    if (draw) this.requestDraw(true);
   }
 
-  /** Add one RecordBatch; columns missing from it are skipped. */
-  add(batch) {
-    if (!this.series.length || batch.numRows === 0) return;
-    const xs = this.x ? numericValues(batch.getChild(this.x.name)) : null;
-    const empty = new Float64Array(batch.numRows).fill(NaN);
-    const ys = this.series.map((name) => numericValues(batch.getChild(name)) ?? empty);
-    this.buckets.add(xs, ys, batch.numRows);
+  /** New points from the worker: drawn soon if they are the first ones, else when due. */
+  show(points) {
+    if (points.version !== this.version) return;
+    this.points = points;
+    this.requestDraw(this.firstDrawAt == null);
   }
 
-  /** Redraw now if the last draw is old enough, else soon; `force` redraws now. */
+  /**
+   * Redraw in a task of its own (never inside the caller's: a draw of thousands of points is
+   * the page's biggest piece of work), once the last draw is old enough; `force`: next task.
+   */
   requestDraw(force = false) {
+    if (this.timer && !force) return;
     const interval = Math.max(REDRAW_MS, REDRAW_COST_FACTOR * this.drawCost);
-    const wait = interval - (performance.now() - this.lastDraw);
-    if (force || wait <= 0) {
-      this.draw();
-    } else if (!this.timer) {
-      this.timer = setTimeout(() => this.draw(), wait);
-    }
+    const wait = force ? 0 : Math.max(0, interval - (performance.now() - this.lastDraw));
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => this.draw(), wait);
   }
 
   draw() {
     const started = performance.now();
     clearTimeout(this.timer);
     this.timer = null;
-    const points = this.buckets.points();
-    const scatter = !this.buckets.monotonic; // unordered x: dots, not a zig-zag line
+    const series = this.points?.series ?? [];
+    const scatter = this.points ? !this.points.monotonic : false; // unordered x: dots, not a zig-zag line
     let total = 0;
     this.chart.data.datasets.forEach((dataset, i) => {
-      dataset.data = points[i] ?? [];
+      dataset.data = series[i] ? unpack(series[i]) : [];
       dataset.showLine = !scatter;
       dataset.pointRadius = scatter ? 1.5 : 0;
       total += dataset.data.length;
@@ -132,7 +132,7 @@ export class Plot {
     this.drawCost = this.lastDraw - started;
     if (total > 0 && this.firstDrawAt == null) this.firstDrawAt = this.lastDraw;
     this.canvas.dataset.points = String(total);
-    this.canvas.dataset.rows = String(this.buckets.rows);
+    this.canvas.dataset.rows = String(this.points?.rows ?? 0);
   }
 
   get pointCount() {
@@ -166,4 +166,11 @@ export class Plot {
     if (isTemporal(this.x.kind)) return formatTimestamp(value, { dateOnly: this.x.kind === "date" });
     return `${this.x.name} ${formatNumber(value)}`;
   }
+}
+
+/** `[x0, y0, x1, y1, …]` as the `{x, y}` points Chart.js draws without parsing. */
+function unpack(xy) {
+  const out = new Array(xy.length / 2);
+  for (let p = 0; p < out.length; p++) out[p] = { x: xy[2 * p], y: xy[2 * p + 1] };
+  return out;
 }

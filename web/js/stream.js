@@ -1,123 +1,127 @@
-// Arrow IPC streams from the gateway, decoded batch by batch as bytes arrive, over either
-// path: the WebSocket (`query` action, one IPC stream in binary frames) or the HTTP bulk
-// path (`GET /api/stream/TENANT/DATASET`, a chunked IPC body read with fetch()).
+// The page's half of running a query: the Arrow stream is decoded by a worker
+// (decode_worker.js), off the main thread. Over HTTP the worker fetches
+// `/api/stream/TENANT/DATASET` itself, so the bytes never touch the page; over the WebSocket
+// the query runs on the page's socket (shared with list, auth and cancel) and each binary
+// frame is transferred to the worker, not copied. Back come small results: the result's
+// fields, counts, downsampled chart points and the table's rows as text.
 
-import { RecordBatchReader } from "apache-arrow";
-import { GatewayError } from "./connection.js";
+import { FROM_WORKER, GatewayError, TO_WORKER, TRANSPORT, streamUrl } from "./protocol.js";
 
-export const TRANSPORT = Object.freeze({ HTTP: "http", WS: "ws" });
-const EMPTY = new Uint8Array(0);
+export { TRANSPORT, streamUrl };
+const WORKER_URL = "/js/decode_worker.js";
 
-/** The HTTP bulk path's URL for a query. */
-export function streamUrl({ tenant, dataset, columns, limit }) {
-  const path = [tenant, ...dataset.split("/")].map(encodeURIComponent).join("/");
-  const params = new URLSearchParams();
-  if (columns?.length) params.set("columns", columns.join(","));
-  if (limit != null) params.set("limit", String(limit));
-  const query = params.toString();
-  return `/api/stream/${path}${query ? `?${query}` : ""}`;
-}
-
-/**
- * Open a query. Resolves, once the schema is known, to a handle: `reader` (async iterable
- * of RecordBatch, `.schema`), `bytes()` received so far, `skipped()` rows a live follower
- * skipped, and `finish()` → `{cancelled}` after the reader is drained. Aborting `signal`
- * cancels the query at any point, even before its schema arrives. Rejects with a
- * GatewayError (`code`, `message`) when the gateway refuses the query.
- * Live (`follow`) queries need the WebSocket.
- */
-export function openStream(transport, request, connection, signal = new AbortController().signal) {
-  return transport === TRANSPORT.WS
-    ? openWebSocket(request, connection, signal)
-    : openHttp(request, connection?.token, signal);
-}
-
-async function openHttp(request, token, signal) {
-  let bytes = 0;
-  let response;
-  try {
-    const headers = token ? { Authorization: `Bearer ${token}` } : {};
-    response = await fetch(streamUrl(request), { signal, cache: "no-store", headers });
-  } catch (error) {
-    if (signal.aborted) throw new GatewayError("cancelled", "cancelled before the first rows");
-    throw new GatewayError("unavailable", `cannot reach the gateway: ${error.message}`);
+export class Decoder {
+  constructor(url = WORKER_URL) {
+    this.worker = new Worker(url); // classic: see decode_worker.js
+    this.worker.onmessage = (event) => this.#receive(event.data);
+    this.worker.onerror = (event) => this.#broken(event.message || "it failed to load");
+    this.runs = 0;
+    this.last = null; // the last query: {id, onSchema, onUpdate, resolve, reject}
+    this.running = false;
+    this.failure = null;
+    this.skipped = () => 0; // rows the running live query skipped (WebSocket `skipped` messages)
   }
-  if (!response.ok) throw await httpError(response);
-  const counted = response.body.pipeThrough(
-    new TransformStream({
-      transform(chunk, controller) {
-        bytes += chunk.byteLength;
-        controller.enqueue(chunk);
-        controller.enqueue(EMPTY); // see openWebSocket: no batch waits for the next chunk
-      },
-    }),
-  );
-  let reader;
-  try {
-    reader = await (await RecordBatchReader.from(counted)).open();
-  } catch (error) {
-    if (signal.aborted) throw new GatewayError("cancelled", "cancelled before the first rows");
-    throw new GatewayError("interrupted", `the stream broke off: ${error.message}`);
-  }
-  return {
-    reader: guard(reader, () => signal.aborted),
-    bytes: () => bytes,
-    skipped: () => 0,
-    finish: async () => ({ cancelled: signal.aborted }),
-  };
-}
 
-async function httpError(response) {
-  try {
-    const body = await response.json();
-    if (body?.code) return new GatewayError(body.code, body.message, response.status);
-  } catch {
-    // not a JSON error body: fall through
-  }
-  return new GatewayError(`http_${response.status}`, `HTTP ${response.status} ${response.statusText}`);
-}
-
-async function openWebSocket(request, connection, signal) {
-  const { id, frames, end, skipped } = connection.startQuery(request);
-  // The gateway answers a cancel with the end-of-stream and an `end` saying cancelled.
-  signal.addEventListener("abort", () => connection.cancelQuery(id), { once: true });
-  let bytes = 0;
-  async function* counted() {
-    for await (const frame of frames) {
-      bytes += frame.byteLength;
-      yield frame;
-      // apache-arrow's byte queue serves a read that needs exactly the bytes it holds only
-      // after pulling one more chunk; frames end on message boundaries, so without this
-      // empty chunk each frame's last batch would wait for the next frame (forever, live).
-      yield EMPTY;
+  /**
+   * Run one query (one at a time). Options: `connection` (the socket; its token also goes on
+   * HTTP requests), `chart` `{x, series, version}` (the columns to chart, see chooseChart;
+   * points come back tagged with `version`), `latest` (keep the latest rows, for live
+   * streams), `views: false` (decode and count only), `signal` (aborting it cancels),
+   * `onSchema(fields)` once the result's fields are known, `onUpdate(update)` as results
+   * arrive (also after the end, for re-charting). Resolves at the end with `{cancelled, rows,
+   * batches, bytes}`; rejects with a GatewayError. `skipped()` counts the rows a live query
+   * skipped so far.
+   */
+  async run(transport, request, options) {
+    const { connection, chart = {}, latest = false, views = true, signal, onSchema, onUpdate } = options;
+    if (this.failure) throw this.failure;
+    if (this.running) throw new GatewayError("busy", "a query is already running");
+    const id = ++this.runs;
+    const post = (message, transfer = []) => this.worker.postMessage({ ...message, run: id }, transfer);
+    const done = new Promise((resolve, reject) => {
+      this.last = { id, onSchema, onUpdate, resolve, reject };
+    });
+    this.running = true;
+    this.skipped = () => 0;
+    try {
+      const http = transport === TRANSPORT.HTTP;
+      const token = connection?.token ?? null;
+      post({ type: TO_WORKER.START, transport, url: http ? streamUrl(request) : null, token, chart, latest, views });
+      if (!http) return await this.#overWebSocket(request, connection, signal, done, post);
+      signal?.addEventListener("abort", () => post({ type: TO_WORKER.CANCEL }), { once: true });
+      return await done;
+    } finally {
+      this.running = false;
     }
   }
-  const reader = await (await RecordBatchReader.from(counted())).open();
-  return {
-    reader: guard(reader, () => false),
-    bytes: () => bytes,
-    skipped,
-    finish: async () => {
-      const message = await end;
-      return { cancelled: Boolean(message?.cancelled), end: message };
-    },
-  };
-}
 
-/** Iterate a reader; an abort we asked for ends the iteration instead of throwing. */
-function guard(reader, wasCancelled) {
-  return {
-    get schema() {
-      return reader.schema;
-    },
-    async *[Symbol.asyncIterator]() {
-      try {
-        for await (const batch of reader) yield batch;
-      } catch (error) {
-        if (wasCancelled()) return;
-        if (error instanceof GatewayError) throw error;
-        throw new GatewayError("interrupted", `the stream broke off: ${error.message}`);
-      }
-    },
-  };
+  /** Chart other columns of the last query (from the batches the worker kept). */
+  chart(choice) {
+    if (this.last) this.worker.postMessage({ type: TO_WORKER.CHART, run: this.last.id, chart: choice });
+  }
+
+  async #overWebSocket(request, connection, signal, done, post) {
+    let bytes = 0;
+    let cancelled = false;
+    const query = connection.startQuery(request, (frame) => {
+      bytes += frame.byteLength;
+      if (!cancelled) post({ type: TO_WORKER.FRAME, frame }, [frame]);
+    });
+    this.skipped = query.skipped;
+    // The gateway answers a cancel with the end-of-stream and an `end` saying cancelled.
+    signal?.addEventListener(
+      "abort",
+      () => {
+        cancelled = true;
+        connection.cancelQuery(query.id);
+        post({ type: TO_WORKER.CANCEL });
+      },
+      { once: true },
+    );
+    const ended = query.end.then(
+      (end) => {
+        post({ type: TO_WORKER.INPUT_END });
+        return end;
+      },
+      (error) => {
+        post({ type: TO_WORKER.CANCEL });
+        throw error;
+      },
+    );
+    // A stream the worker cannot decode: stop it on the gateway too, the socket is shared.
+    const decoded = done.catch((error) => {
+      connection.cancelQuery(query.id);
+      throw error;
+    });
+    const [outcome, end] = await Promise.all([decoded, ended]);
+    return { ...outcome, bytes, cancelled: outcome.cancelled || Boolean(end?.cancelled), end };
+  }
+
+  #receive(message) {
+    if (message.type === FROM_WORKER.BROKEN) {
+      this.#broken(message.message);
+      return;
+    }
+    const run = this.last?.id === message.run ? this.last : null;
+    if (!run) return;
+    switch (message.type) {
+      case FROM_WORKER.SCHEMA:
+        run.onSchema?.(message.fields);
+        break;
+      case FROM_WORKER.UPDATE:
+        run.onUpdate?.(message);
+        break;
+      case FROM_WORKER.DONE:
+        run.resolve(message);
+        break;
+      case FROM_WORKER.ERROR:
+        run.reject(new GatewayError(message.code, message.message, message.status));
+        break;
+    }
+  }
+
+  #broken(reason) {
+    this.failure = new GatewayError("internal", `the dashboard's decoding worker failed: ${reason}`);
+    this.last?.reject(this.failure);
+  }
 }
