@@ -47,6 +47,13 @@ class TenantConfig:
     """Per-caller limits: ``{requests_per_second, burst, max_streams}``."""
     simulate: str | None = None
     """Name of a live dataset the gateway feeds with simulated readings (demos; ``path`` only)."""
+    connector_mode: str = "grpc"
+    """``grpc``: the gateway connects to ``connector``; ``websocket``: the connector dials the
+    gateway's ``/connect`` (behind NAT or a firewall) and must present ``connector_token``."""
+
+    @property
+    def dials_in(self) -> bool:
+        return self.connector_mode == "websocket"
 
 
 @dataclass(frozen=True)
@@ -113,6 +120,7 @@ _TENANT_KEYS: dict[str, type | tuple[type, ...]] = {
     "tokens": list,
     "rate_limit": dict,
     "simulate": str,
+    "connector_mode": str,
 }
 _RATE_LIMIT_KEYS: dict[str, type | tuple[type, ...]] = {
     "requests_per_second": (int, float),
@@ -185,9 +193,18 @@ def parse(raw: dict[str, Any], *, source: str, base: Path) -> GatewayConfig:
         if not isinstance(table, dict):
             raise fail(where, "must be a table")
         t = _check_table(table, _TENANT_KEYS, where, fail)
-        if ("path" in t) == ("connector" in t):
+        mode = t.get("connector_mode", "grpc")
+        if mode not in ("grpc", "websocket"):
+            raise fail(f"{where}.connector_mode", 'must be "grpc" or "websocket"')
+        if mode == "websocket":
+            for key in ("path", "connector", "connector_ca", "connector_cert", "connector_key"):
+                if key in t:
+                    raise fail(f"{where}.{key}", "not for a connector that dials in (websocket)")
+            if "connector_token" not in t:
+                raise fail(f"{where}.connector_token", "a dialing connector must present a token")
+        elif ("path" in t) == ("connector" in t):
             raise fail(where, "set exactly one of 'path' (embedded) or 'connector' (remote)")
-        remote_only = [k for k in t if k.startswith("connector_")]
+        remote_only = [k for k in t if k.startswith("connector_") and k != "connector_mode"]
         if "simulate" in t and "path" not in t:
             raise fail(f"{where}.simulate", "only for an embedded 'path' tenant")
         if "simulate" in t and not safe_name(t["simulate"]):
@@ -198,7 +215,7 @@ def parse(raw: dict[str, Any], *, source: str, base: Path) -> GatewayConfig:
             folder = (base / t["path"]).resolve()
             if not folder.is_dir():
                 raise fail(f"{where}.path", f"{t['path']!r} is not a folder")
-        elif not _CONNECTOR_URI.match(t["connector"]):
+        elif mode == "grpc" and not _CONNECTOR_URI.match(t["connector"]):
             raise fail(f"{where}.connector", "expected grpc://HOST:PORT or grpc+tls://HOST:PORT")
         files = {
             k: _existing_file(base, t[k], f"{where}.{k}", fail)
@@ -207,7 +224,7 @@ def parse(raw: dict[str, Any], *, source: str, base: Path) -> GatewayConfig:
         }
         if ("connector_cert" in files) != ("connector_key" in files):
             raise fail(where, "set both 'connector_cert' and 'connector_key', or neither")
-        if files and not t["connector"].startswith("grpc+tls://"):
+        if files and not t.get("connector", "").startswith("grpc+tls://"):
             raise fail(f"{where}.connector", "certificates need a grpc+tls:// connector")
         secrets = {}
         if "connector_token" in t:
@@ -237,6 +254,7 @@ def parse(raw: dict[str, Any], *, source: str, base: Path) -> GatewayConfig:
             tokens=tuple(tokens),
             rate_limit=rate_limit,
             simulate=t.get("simulate"),
+            connector_mode=mode,
         )
 
     default = values.get("default_tenant") or next(iter(tenants))

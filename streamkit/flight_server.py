@@ -72,6 +72,7 @@ class BaseFlightServer(flight.FlightServerBase):
     ) -> None:
         self.peers = PeerFilter(allow)
         self.tls = tls_cert is not None
+        self.unix = location if location.startswith("grpc+unix://") else None
         self.host = location.split("://", 1)[1].rsplit(":", 1)[0]
         if self.tls:
             location = location.replace("grpc://", "grpc+tls://", 1)
@@ -85,6 +86,8 @@ class BaseFlightServer(flight.FlightServerBase):
 
     @property
     def url(self) -> str:
+        if self.unix is not None:
+            return self.unix
         return f"{'grpc+tls' if self.tls else 'grpc'}://{self.host}:{self.port}"
 
     def admit(self, context: flight.ServerCallContext) -> tuple[str, str | None]:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 from typing import Annotated
 
@@ -26,7 +28,10 @@ def fail(message: str) -> typer.Exit:
 def serve(
     root: Annotated[Path, typer.Argument(help="Folder whose files become datasets.")] = Path("."),
     host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to bind; 0 picks a free one.")] = 50051,
+    port: Annotated[
+        int | None,
+        typer.Option(help="Port to bind (default 50051; none with --dial); 0 picks a free one."),
+    ] = None,
     batch_rows: Annotated[
         int, typer.Option(min=1, help="Most rows per streamed record batch.")
     ] = DEFAULT_BATCH_ROWS,
@@ -53,6 +58,19 @@ def serve(
     insecure: Annotated[
         bool, typer.Option(help="Allow a non-loopback address without --token.")
     ] = False,
+    dial: Annotated[
+        str | None,
+        typer.Option(
+            help="Dial the gateway instead of being reached: ws(s)://GATEWAY:8080/connect"
+            " (behind NAT or a firewall); needs --tenant and --token."
+        ),
+    ] = None,
+    tenant: Annotated[
+        str | None, typer.Option(help="With --dial: the tenant this connector serves.")
+    ] = None,
+    tls_ca: Annotated[
+        Path | None, typer.Option(help="With --dial wss://: the CA that signed the gateway.")
+    ] = None,
 ) -> None:
     """Serve ROOT's CSV, JSON, Parquet and Arrow files as Flight datasets."""
     from streamkit.connector import ConnectorServer
@@ -84,15 +102,29 @@ def serve(
                 "list); prefer env:NAME or file:PATH",
                 err=True,
             )
+    if dial is not None:
+        if not dial.startswith(("ws://", "wss://")):
+            raise fail("--dial: expected ws://GATEWAY:PORT/connect or wss://...")
+        if not tenant or secret is None:
+            raise fail("--dial needs --tenant and --token (the tenant's connector_token)")
+        if tls_ca is not None and not tls_ca.is_file():
+            raise fail(f"{tls_ca}: not a readable file")
+        if tls_cert is not None:
+            raise fail("--dial carries TLS on the WebSocket (wss:// and --tls-ca), not --tls-cert")
+    if port is None and dial is None:
+        port = 50051
     if not is_loopback(host) and secret is None and not insecure:
         raise fail(
             f"refusing to serve {host} without --token: anyone on the network could "
             "read the data (pass --insecure to do it anyway)"
         )
+    # Dialing without --port: the Flight service listens on a private Unix socket only.
+    private = tempfile.mkdtemp(prefix="streamkit-connector-") if port is None else None
+    location = f"grpc+unix://{private}/flight.sock" if private else f"grpc://{host}:{port}"
     try:
         server = ConnectorServer(
             str(root),
-            f"grpc://{host}:{port}",
+            location,
             batch_rows=batch_rows,
             batch_bytes=batch_bytes,
             token=secret.value if secret else None,
@@ -103,10 +135,27 @@ def serve(
         )
     except Exception as exc:  # e.g. port in use, bad certificate: a plain ArrowException
         raise fail(f"cannot listen on {host}:{port}: {exc}") from None
-    typer.echo(f"connector serving {root.resolve()} at {server.url}", err=True)
+    dialer = None
+    if dial is not None:
+        assert tenant is not None and secret is not None
+        from streamkit.connector.dial import Dialer
+
+        local: Path | tuple[str, int] = (
+            Path(private, "flight.sock") if private else ("127.0.0.1", server.port)
+        )
+        dialer = Dialer(dial, tenant, secret.value, local, tls_ca=tls_ca).start()
+        typer.echo(
+            f"connector serving {root.resolve()} by dialing {dial} for tenant {tenant}", err=True
+        )
+    else:
+        typer.echo(f"connector serving {root.resolve()} at {server.url}", err=True)
 
     def stop() -> None:
+        if dialer is not None:
+            dialer.stop()
         server.stop()
         server.shutdown()
+        if private:
+            shutil.rmtree(private, ignore_errors=True)
 
     run_until_signal([stop])

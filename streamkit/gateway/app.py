@@ -15,6 +15,7 @@ from streamkit.gateway.access import Access
 from streamkit.gateway.flight_service import GatewayFlightServer
 from streamkit.gateway.forward import Forwarder
 from streamkit.gateway.http_service import make_http_app
+from streamkit.gateway.tunnels import Tunnels
 from streamkit.gateway.upstream import Upstreams
 from streamkit.gateway.web_context import WebContext
 
@@ -30,9 +31,10 @@ class Gateway:
         self.config = config
         self.pool = ThreadPoolExecutor(STREAM_THREADS, thread_name_prefix="streamkit-stream")
         self.access = Access(config)
-        self.upstreams = Upstreams(config)
+        self.tunnels = Tunnels([n for n, t in config.tenants.items() if t.dials_in])
+        self.upstreams = Upstreams(config, self.tunnels)
         self.forwarder = Forwarder(config, self.access, self.upstreams)
-        self.web = WebContext(config, self.forwarder, self.pool)
+        self.web = WebContext(config, self.forwarder, self.pool, self.tunnels)
         self.flight: GatewayFlightServer | None = None
         self.http_port = 0
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -75,6 +77,7 @@ class Gateway:
         self._loop = asyncio.new_event_loop()
 
         async def serve() -> None:
+            await self.tunnels.start()
             app = make_http_app(self.web)
             self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
             await self._runner.setup()
@@ -116,11 +119,12 @@ class Gateway:
         """Stop accepting, end open streams, release the connectors. Safe to call twice."""
         self.forwarder.stop()
         if self._loop is not None and self._runner is not None:
-            future = asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop)
-            try:
-                future.result(5)
-            except Exception:
-                log.debug("http shutdown did not finish cleanly", exc_info=True)
+            for closing in (self.tunnels.close(), self._runner.cleanup()):
+                future = asyncio.run_coroutine_threadsafe(closing, self._loop)
+                try:
+                    future.result(5)
+                except Exception:
+                    log.debug("http shutdown did not finish cleanly", exc_info=True)
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._loop.stop)
             if self._thread is not None:

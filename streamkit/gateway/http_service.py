@@ -9,7 +9,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from streamkit import errors
+from streamkit import dialout, errors
 from streamkit.gateway.access import Identity
 from streamkit.gateway.forward import Stream
 from streamkit.gateway.pump import Ended
@@ -17,7 +17,7 @@ from streamkit.gateway.web_context import WebContext
 from streamkit.gateway.ws_session import MAX_MESSAGE_BYTES, WsSession
 from streamkit.ipc_frames import IpcFramer
 from streamkit.query import Query
-from streamkit.security import bearer_token
+from streamkit.security import bearer_token, same_secret
 
 log = logging.getLogger("streamkit.gateway")
 
@@ -61,6 +61,7 @@ def make_http_app(context: WebContext) -> web.Application:
     app[CONTEXT] = context
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/ws", websocket)
+    app.router.add_get(dialout.PATH, connect)
     app.router.add_get("/api/stream/{tenant}/{dataset:.+}", stream)
     app.router.add_get("/{path:.*}", static_file)
     return app
@@ -108,6 +109,30 @@ async def websocket(request: web.Request) -> web.StreamResponse:
         await WsSession(ws, context, identity, request.remote or "", authenticated).run()
     finally:
         context.open_sockets -= 1
+    return ws
+
+
+async def connect(request: web.Request) -> web.StreamResponse:
+    """``GET /connect``: a connector dials in; its socket becomes a tunnel of its tenant.
+
+    Refused before the upgrade: a tenant that does not dial in (or does not exist) is 404, a
+    missing or wrong token 401 (compared in constant time, never logged)."""
+    context = request.app[CONTEXT]
+    name = request.headers.get(dialout.TENANT_HEADER, "")
+    tunnels = context.tunnels.get(name)
+    if tunnels is None:
+        raise errors.not_found(f"no tenant {name!r} takes connectors that dial in")
+    expected = context.config.tenants[name].connector_token
+    given = bearer_token(request.headers.get("Authorization"))
+    if expected is None or given is None or not same_secret(given, expected.value):
+        raise errors.Unauthenticated(f"unauthenticated: wrong connector token for {name!r}")
+    ws = web.WebSocketResponse(
+        heartbeat=dialout.HEARTBEAT_SECONDS,
+        compress=False,
+        max_msg_size=dialout.MAX_MESSAGE_BYTES,
+    )
+    await ws.prepare(request)
+    await tunnels.hold(ws)
     return ws
 
 

@@ -16,6 +16,7 @@ from streamkit.config import GatewayConfig, TenantConfig
 from streamkit.connector.service import Connector, LocalStream
 from streamkit.gateway.live_hub import Hubs
 from streamkit.gateway.pump import Upstream
+from streamkit.gateway.tunnels import TenantTunnels, Tunnels
 from streamkit.live_wire import is_live_info
 from streamkit.query import Query
 from streamkit.simulator import Simulator
@@ -51,6 +52,12 @@ class Tenant:
     client: flight.FlightClient | None = None
     embedded: Connector | None = None
     simulator: Simulator | None = None
+    tunnels: TenantTunnels | None = None  # a connector that dials in
+
+    def check_connected(self) -> None:
+        """A dialing connector's tenant is ``unavailable`` while no tunnel is up."""
+        if self.tunnels is not None and not self.tunnels.connected:
+            raise errors.unavailable(f"connector of tenant {self.name!r} is not connected")
 
     @property
     def name(self) -> str:
@@ -67,19 +74,20 @@ class Tenant:
         return self.client
 
 
-def _connect(config: TenantConfig) -> flight.FlightClient:
-    assert config.connector is not None
+def _connect(config: TenantConfig, location: str | None = None) -> flight.FlightClient:
+    location = location or config.connector
+    assert location is not None
     tls: dict[str, bytes] = {}
     if config.connector_ca is not None:
         tls["tls_root_certs"] = config.connector_ca.read_bytes()
     if config.connector_cert is not None and config.connector_key is not None:
         tls["cert_chain"] = config.connector_cert.read_bytes()
         tls["private_key"] = config.connector_key.read_bytes()
-    return flight.connect(config.connector, generic_options=_CHANNEL_OPTIONS, **tls)
+    return flight.connect(location, generic_options=_CHANNEL_OPTIONS, **tls)
 
 
 class Upstreams:
-    def __init__(self, config: GatewayConfig) -> None:
+    def __init__(self, config: GatewayConfig, tunnels: Tunnels | None = None) -> None:
         self.tenants: dict[str, Tenant] = {}
         # A metadata call may wait this long: under heavy load, queueing is not failure.
         self.call_timeout = config.idle_timeout
@@ -87,6 +95,11 @@ class Upstreams:
         self._live: dict[tuple[str, str], tuple[bool, float]] = {}  # -> (live, when known)
         try:
             for name, tenant_config in config.tenants.items():
+                dialing = tunnels.get(name) if tunnels is not None else None
+                if dialing is not None:  # the connector dials in: reached through its tunnels
+                    client = _connect(tenant_config, dialing.location)
+                    self.tenants[name] = Tenant(tenant_config, client=client, tunnels=dialing)
+                    continue
                 if tenant_config.path is None:
                     self.tenants[name] = Tenant(tenant_config, client=_connect(tenant_config))
                     continue
@@ -105,8 +118,13 @@ class Upstreams:
             raise errors.not_found(f"tenant {name!r}")
         return tenant
 
+    def _reachable(self, name: str | None) -> Tenant:
+        tenant = self.tenant(name)
+        tenant.check_connected()
+        return tenant
+
     def get_flight_info(self, query: Query) -> flight.FlightInfo:
-        tenant = self.tenant(query.tenant)
+        tenant = self._reachable(query.tenant)
         upstream = query.upstream()
         with _upstream_errors(tenant):
             if tenant.embedded is not None:
@@ -118,6 +136,7 @@ class Upstreams:
         return info
 
     def list_flights(self, tenant: Tenant, timeout: float | None = None) -> list[flight.FlightInfo]:
+        tenant.check_connected()
         with _upstream_errors(tenant):
             if tenant.embedded is not None:
                 return list(tenant.embedded.list_flights())
@@ -133,7 +152,7 @@ class Upstreams:
 
         Followers of a remote live dataset share one upstream follow (see ``live_hub``); an
         embedded live dataset fans out to its followers itself."""
-        tenant = self.tenant(query.tenant)
+        tenant = self._reachable(query.tenant)
         upstream = query.upstream()
         with _upstream_errors(tenant):
             if tenant.embedded is not None:
@@ -177,7 +196,7 @@ class Upstreams:
 
     def do_put(self, query: Query, reader: flight.MetadataRecordBatchReader) -> int:
         """Forward a publish batch by batch; returns the rows sent."""
-        tenant = self.tenant(query.tenant)
+        tenant = self._reachable(query.tenant)
         rows = 0
         with _upstream_errors(tenant):
             if tenant.embedded is not None:
@@ -215,6 +234,9 @@ class Upstreams:
                 }
             except errors.StreamkitError as exc:
                 report[name] = {"reachable": False, "error": exc.message}
+            if tenant.tunnels is not None:
+                connected = tenant.tunnels.connected
+                report[name]["connection"] = "dialed in" if connected else "not connected"
         return report
 
     def close(self) -> None:

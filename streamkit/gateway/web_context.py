@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from streamkit.config import GatewayConfig
 from streamkit.gateway.forward import Forwarder
+from streamkit.gateway.tunnels import Tunnels
 
 
 @dataclass
@@ -14,4 +15,5 @@ class WebContext:
     config: GatewayConfig
     forwarder: Forwarder
     pool: ThreadPoolExecutor  # blocking calls (opening streams, listings) run here
+    tunnels: Tunnels  # of connectors that dial in
     open_sockets: int = 0
