@@ -7,6 +7,7 @@ and a distinct exit code. No rich or Textual here, so every front end can reuse 
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import sys
@@ -14,6 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.flight as flight
@@ -119,7 +121,7 @@ class DatasetListing:
     bytes: int | None
     schema: pa.Schema
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, object]:
         return {
             "tenant": self.tenant,
             "dataset": self.dataset,
@@ -177,6 +179,20 @@ class GatewayClient:
                 )
             )
         return sorted(out, key=lambda d: (d.tenant, d.dataset))
+
+    def health(self) -> dict[str, dict[str, Any]]:
+        """The state of the caller's tenants (``/healthz``'s ``tenants``); empty from a
+        gateway that does not serve the ``health`` action."""
+        action = flight.Action("health", b"")
+        try:
+            with self.errors():
+                results = list(self._client.do_action(action, self.options(METADATA_TIMEOUT_S)))
+        except ClientError as exc:
+            if exc.code in (errors.UNIMPLEMENTED, errors.INVALID):
+                return {}
+            raise
+        tenants: dict[str, dict[str, Any]] = json.loads(results[0].body.to_pybytes())["tenants"]
+        return tenants
 
     def info(self, query: Query) -> flight.FlightInfo:
         with self.errors():

@@ -56,9 +56,8 @@ def demo_connector() -> Iterator[ConnectorServer]:
 def running_gateway(tenants: dict[str, Path | str | TenantConfig], **settings) -> Iterator[Gateway]:
     """A gateway on free ports; a Path tenant is embedded, a str tenant is a connector URI,
     a TenantConfig is taken as it is."""
+    settings = {"flight_port": 0, "http_port": 0, **settings}
     config = GatewayConfig(
-        flight_port=0,
-        http_port=0,
         default_tenant=next(iter(tenants)),
         tenants={
             name: where

@@ -387,13 +387,21 @@ def test_rate_limits_per_caller():
 
 
 def test_unimplemented_methods(demo_gateway, demo_connector):
-    for port in (demo_gateway.flight_port, demo_connector.port):
-        with flight.connect(f"grpc://127.0.0.1:{port}") as client:
-            with pytest.raises(flight.FlightServerError, match="^unimplemented: DoAction") as e:
-                list(client.do_action(flight.Action("x", b"")))
-            assert "Traceback" not in str(e.value)
-            with pytest.raises(flight.FlightServerError, match="^unimplemented: ListActions"):
-                list(client.list_actions())
+    with flight.connect(f"grpc://127.0.0.1:{demo_connector.port}") as client:
+        with pytest.raises(flight.FlightServerError, match="^unimplemented: DoAction") as e:
+            list(client.do_action(flight.Action("x", b"")))
+        assert "Traceback" not in str(e.value)
+        with pytest.raises(flight.FlightServerError, match="^unimplemented: ListActions"):
+            list(client.list_actions())
+    # The gateway serves one action, "health"; any other is a clean "invalid".
+    with flight.connect(demo_gateway.flight_url) as client:
+        assert [a.type for a in client.list_actions()] == ["health"]
+        with pytest.raises(flight.FlightServerError, match="^invalid: unknown action 'x'") as e:
+            list(client.do_action(flight.Action("x", b"")))
+        assert "Traceback" not in str(e.value)
+        (result,) = client.do_action(flight.Action("health", b""))
+        health = json.loads(result.body.to_pybytes())
+        assert health["status"] == "ok" and health["tenants"]["demo"]["reachable"] is True
 
 
 # -- safe defaults and configuration -----------------------------------------------------

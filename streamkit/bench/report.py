@@ -15,6 +15,7 @@ PATHS = {
     "baseline_flight": "plain pyarrow Flight",
     "connector_flight": "connector Flight (direct)",
     "gateway_flight": "gateway Flight",
+    "gateway_dialed_flight": "gateway Flight, connector dialed in",
     "gateway_websocket": "gateway WebSocket",
     "gateway_http": "gateway HTTP stream",
 }

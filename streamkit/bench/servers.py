@@ -6,7 +6,9 @@ then stops them in order); ``Servers.stop()`` terminates, waits, and kills what 
 
 from __future__ import annotations
 
+import os
 import re
+import secrets
 import subprocess
 import sys
 import threading
@@ -20,16 +22,21 @@ _CONNECTOR = re.compile(r"connector serving .* at (grpc(?:\+\w+)?://\S+:\d+)")
 _BASELINE = re.compile(r"baseline serving .* at (grpc(?:\+\w+)?://\S+:\d+)")
 _GATEWAY_FLIGHT = re.compile(r"^\s+flight\s+(grpc(?:\+\w+)?://\S+:\d+)", re.MULTILINE)
 _GATEWAY_HTTP = re.compile(r"^\s+dashboard\s+(https?://\S+:\d+)/", re.MULTILINE)
+_DIALED_IN = re.compile(r"(dialed in) to ")
+DIAL_TOKEN_ENV = "STREAMKIT_BENCH_DIAL_TOKEN"
 
 
 class ServerProcess:
     """A child process whose stderr is collected by a thread."""
 
-    def __init__(self, name: str, args: list[str], cwd: Path | None = None) -> None:
+    def __init__(
+        self, name: str, args: list[str], cwd: Path | None = None, env: dict[str, str] | None = None
+    ) -> None:
         self.name = name
         self.proc = subprocess.Popen(
             [sys.executable, *args],
             cwd=cwd,
+            env={**os.environ, **(env or {})},
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
@@ -115,14 +122,20 @@ class PeakRss:
 
 
 class Servers:
-    """Baseline, connector and gateway over ``data_dir``; ``stop()`` is safe to call twice."""
+    """Baseline, connector and gateway over ``data_dir`` (and with ``dial``, a second
+    connector that dials the gateway in, as tenant ``bench_dialed``); ``stop()`` is safe to
+    call twice."""
 
-    def __init__(self, data_dir: Path, data_file: Path | None, workdir: Path) -> None:
+    def __init__(
+        self, data_dir: Path, data_file: Path | None, workdir: Path, *, dial: bool = False
+    ) -> None:
         """``data_file`` None: no baseline server (``bench --live`` needs none)."""
         self.processes: list[ServerProcess] = []
         self.data_dir, self.data_file, self.workdir = data_dir, data_file, workdir
         self.baseline_url = self.connector_url = self.gateway_url = self.http_url = ""
         self.tenant = "bench"
+        self.dialed_tenant = "bench_dialed" if dial else None
+        self._env = {DIAL_TOKEN_ENV: secrets.token_urlsafe(24)}
 
     def start(self) -> Servers:
         baseline = None
@@ -143,6 +156,12 @@ class Servers:
             f'default_tenant = "{self.tenant}"\n\n'
             f'[tenants.{self.tenant}]\nconnector = "{self.connector_url}"\n'
         )
+        if self.dialed_tenant:
+            with config.open("a") as file:
+                file.write(
+                    f'\n[tenants.{self.dialed_tenant}]\nconnector_mode = "websocket"\n'
+                    f'connector_token = "env:{DIAL_TOKEN_ENV}"\n'
+                )
         gateway = self._spawn(
             "gateway",
             [
@@ -160,10 +179,29 @@ class Servers:
         )
         self.gateway_url = gateway.wait_for(_GATEWAY_FLIGHT)
         self.http_url = gateway.wait_for(_GATEWAY_HTTP)
+        if self.dialed_tenant:
+            ws_url = self.http_url.replace("http", "ws", 1) + "/connect"
+            dialer = self._spawn(
+                "dialed connector",
+                [
+                    "-m",
+                    "streamkit",
+                    "connector",
+                    "serve",
+                    str(self.data_dir),
+                    "--dial",
+                    ws_url,
+                    "--tenant",
+                    self.dialed_tenant,
+                    "--token",
+                    f"env:{DIAL_TOKEN_ENV}",
+                ],
+            )
+            dialer.wait_for(_DIALED_IN)
         return self
 
     def _spawn(self, name: str, args: list[str]) -> ServerProcess:
-        process = ServerProcess(name, args, cwd=self.workdir)
+        process = ServerProcess(name, args, cwd=self.workdir, env=self._env)
         self.processes.append(process)
         return process
 

@@ -208,7 +208,7 @@ def _local(size: int, runs: int, clients: int, client_rows: int | None) -> dict[
         progress.say(f"generating {size / 1e6:,.1f} MB")
         data = generate(data_dir / f"{DATASET}.arrow", size)
         progress.say("starting baseline, connector and gateway")
-        servers = Servers(data_dir, data.path, work)
+        servers = Servers(data_dir, data.path, work, dial=True)
         try:
             servers.start()
             fetches: dict[str, Callable[[], measure.Sample]] = {
@@ -216,6 +216,9 @@ def _local(size: int, runs: int, clients: int, client_rows: int | None) -> dict[
                 "connector_flight": lambda: measure.fetch_flight(servers.connector_url, [DATASET]),
                 "gateway_flight": lambda: measure.fetch_flight(
                     servers.gateway_url, [servers.tenant, DATASET]
+                ),
+                "gateway_dialed_flight": lambda: measure.fetch_flight(
+                    servers.gateway_url, [str(servers.dialed_tenant), DATASET]
                 ),
                 "gateway_websocket": lambda: measure.fetch_websocket(
                     servers.http_url, servers.tenant, DATASET
@@ -228,6 +231,7 @@ def _local(size: int, runs: int, clients: int, client_rows: int | None) -> dict[
                 "baseline_flight": servers.baseline_url,
                 "connector_flight": servers.connector_url,
                 "gateway_flight": servers.gateway_url,
+                "gateway_dialed_flight": servers.gateway_url,
                 "gateway_websocket": servers.http_url + "/ws",
                 "gateway_http": servers.http_url + "/api/stream",
             }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -29,11 +29,17 @@ def ls(
     with reported():
         with GatewayClient(gateway, token=token, tls_ca=tls_ca) as client:
             datasets = client.list(tenant)
+            health = client.health()
+        if tenant:
+            health = {name: state for name, state in health.items() if name == tenant}
         if as_json:
-            print(json.dumps({"datasets": [d.to_json() for d in datasets]}, indent=2))
+            document = {"datasets": [d.to_json() for d in datasets], "tenants": health}
+            print(json.dumps(document, indent=2))
         elif sys.stdout.isatty():
             _print_table(datasets)
+            _print_states(health, err=False)
         else:
+            _print_states(health, err=True)
             for d in datasets:
                 print(
                     f"{d.tenant}\t{d.dataset}\t{_or_empty(d.rows)}\t{_or_empty(d.bytes)}"
@@ -45,10 +51,24 @@ def ls(
 ls.__doc__ = f"""List tenants and datasets with rows, size and column count.
 
 A table on a terminal; when piped, tab-separated lines (tenant, dataset, rows, bytes, \
-columns; unknown counts left empty); --json for one JSON document.
+columns; unknown counts left empty); --json for one JSON document. Tenants that are down, \
+and connectors that dial in ("dialed in" / "not connected"), are named after the table \
+(on stderr when piped; under "tenants" in --json).
 
 {EXIT_CODES_HELP}
 """
+
+
+def _print_states(health: dict[str, dict[str, Any]], *, err: bool) -> None:
+    """One line per tenant worth a note: unreachable, or a connector that dials in."""
+    for name, state in sorted(health.items()):
+        connection = state.get("connection")
+        if state.get("reachable") and connection is None:
+            continue
+        words = [connection] if connection else []
+        if not state.get("reachable") and connection != "not connected":
+            words.append(str(state.get("error", "unreachable")))
+        typer.echo(f"tenant {name}: {'; '.join(words)}", err=err)
 
 
 def _or_empty(value: int | None) -> str:

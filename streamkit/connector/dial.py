@@ -138,6 +138,8 @@ class Dialer:
             if exc.status in (401, 403, 404):
                 raise Refused(f"{exc.status} {exc.message}") from None
             raise
+        if self._open == 0:
+            log.info("dialed in to %s as tenant %s", self.url, self.tenant)
         self._open += 1
         self.connected.set()
         try:

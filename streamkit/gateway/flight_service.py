@@ -7,6 +7,7 @@ keeps memory bounded: a client that reads slowly slows its upstream read.
 
 from __future__ import annotations
 
+import json
 import weakref
 from collections.abc import Iterator
 from typing import Any
@@ -20,6 +21,8 @@ from streamkit.gateway.access import Identity
 from streamkit.gateway.forward import Forwarder, Stream
 from streamkit.gateway.pump import Ended
 from streamkit.query import Query
+
+HEALTH_ACTION = "health"
 
 
 class GatewayFlightServer(BaseFlightServer):
@@ -75,6 +78,19 @@ class GatewayFlightServer(BaseFlightServer):
         identity, peer = self._caller(context)
         query = Query.from_descriptor(descriptor, with_tenant=True)
         self.forwarder.put(query, identity, peer, reader)
+
+    def do_action(
+        self, context: flight.ServerCallContext, action: flight.Action
+    ) -> Iterator[flight.Result]:
+        identity, _ = self._caller(context)
+        if action.type != HEALTH_ACTION:
+            raise errors.invalid(f"unknown action {action.type!r} (the gateway serves 'health')")
+        status, tenants = self.forwarder.health(identity)
+        yield flight.Result(json.dumps({"status": status, "tenants": tenants}).encode())
+
+    def list_actions(self, context: flight.ServerCallContext) -> list[tuple[str, str]]:
+        self._caller(context)
+        return [(HEALTH_ACTION, "the /healthz document, for the caller's tenants")]
 
     def stop(self) -> None:
         self.forwarder.stop()

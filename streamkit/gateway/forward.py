@@ -36,17 +36,31 @@ class Forwarder:
 
     def admit(self, query: Query, identity: Identity) -> Query:
         """The tenant comes from the request, but the caller's identity decides if it may."""
-        if query.tenant is None:
-            raise errors.invalid("the query needs a 'tenant'")
-        self.access.authorize(identity, query.tenant)
-        self.upstreams.tenant(query.tenant)  # unknown tenant: not found
+        self._admitted_tenant(query, identity)
         return query
+
+    def _admitted_tenant(self, query: Query, identity: Identity) -> str:
+        """``admit``, returning the query's tenant (known then not to be ``None``)."""
+        tenant = query.tenant
+        if tenant is None:
+            raise errors.invalid("the query needs a 'tenant'")
+        self.access.authorize(identity, tenant)
+        self.upstreams.tenant(tenant)  # unknown tenant: not found
+        return tenant
 
     def info(self, query: Query, identity: Identity, peer: str) -> flight.FlightInfo:
         """The upstream FlightInfo of an admitted query (one request of the rate limit)."""
-        self.admit(query, identity)
-        self.access.limits.request(query.tenant, identity.caller(peer))
+        tenant = self._admitted_tenant(query, identity)
+        self.access.limits.request(tenant, identity.caller(peer))
         return self.upstreams.get_flight_info(query)
+
+    def health(self, identity: Identity) -> tuple[str, dict[str, dict[str, object]]]:
+        """``ok`` or ``degraded`` (any tenant unreachable), and the state of the tenants the
+        caller may see: reachable, latency, datasets, and for a connector that dials in,
+        ``dialed in`` or ``not connected``."""
+        tenants = self.upstreams.health()
+        status = "ok" if all(t["reachable"] for t in tenants.values()) else "degraded"
+        return status, {name: state for name, state in tenants.items() if name in identity.tenants}
 
     def datasets(
         self, identity: Identity, tenant: str | None = None
@@ -58,7 +72,7 @@ class Forwarder:
             chosen = [self.upstreams.tenant(tenant)]
         else:
             chosen = [t for t in self.upstreams.tenants.values() if t.name in identity.tenants]
-        out = []
+        out: list[tuple[str, flight.FlightInfo]] = []
         for each in chosen:
             try:
                 infos = self.upstreams.list_flights(each)
@@ -71,10 +85,10 @@ class Forwarder:
 
     def open(self, query: Query, identity: Identity, peer: str, surface: str) -> Stream:
         """Admit ``query`` and open its upstream stream (blocking: a worker thread's job)."""
-        self.admit(query, identity)
+        tenant = self._admitted_tenant(query, identity)
         record = RequestRecord(surface, query.tenant, query.dataset)
         try:
-            release = self.access.limits.acquire_stream(query.tenant, identity.caller(peer))
+            release = self.access.limits.acquire_stream(tenant, identity.caller(peer))
         except errors.StreamkitError as exc:
             record.finish(exc.code)
             raise
@@ -92,8 +106,8 @@ class Forwarder:
         self, query: Query, identity: Identity, peer: str, reader: flight.MetadataRecordBatchReader
     ) -> int:
         """Publish to ``[tenant, dataset]``: batches go on to the tenant's connector as read."""
-        self.admit(query, identity)
-        self.access.limits.request(query.tenant, identity.caller(peer))
+        tenant = self._admitted_tenant(query, identity)
+        self.access.limits.request(tenant, identity.caller(peer))
         record = RequestRecord("flight-put", query.tenant, query.dataset)
         try:
             record.rows = self.upstreams.do_put(query, reader)

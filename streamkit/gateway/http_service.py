@@ -72,11 +72,9 @@ async def healthz(request: web.Request) -> web.Response:
     context = request.app[CONTEXT]
     identity = request_identity(request)
     loop = asyncio.get_running_loop()
-    tenants = await loop.run_in_executor(context.pool, context.forwarder.upstreams.health)
-    status = "ok" if all(t["reachable"] for t in tenants.values()) else "degraded"
+    status, shown = await loop.run_in_executor(context.pool, context.forwarder.health, identity)
     if context.forwarder.access.auth_required and identity.token is None:
         return web.json_response({"status": status})
-    shown = {name: tenants[name] for name in tenants if name in identity.tenants}
     return web.json_response({"status": status, "tenants": shown})
 
 
