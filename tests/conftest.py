@@ -100,9 +100,16 @@ def client_for() -> Iterator[Callable[[flight.FlightServerBase], flight.FlightCl
 class Process:
     """A streamkit process started with ``python -m streamkit``; stderr collected in a thread."""
 
-    def __init__(self, *args: str, cwd: Path = REPO, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        *args: str,
+        cwd: Path = REPO,
+        env: dict[str, str] | None = None,
+        prefix: tuple[str, ...] = (),
+    ) -> None:
+        """``prefix``: a command that runs the process, e.g. ``ip netns exec NAME``."""
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "streamkit", *args],
+            [*prefix, sys.executable, "-m", "streamkit", *args],
             cwd=cwd,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
