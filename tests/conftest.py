@@ -13,12 +13,17 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import hypothesis  # noqa: F401  (see below)
 import pyarrow.flight as flight
 import pytest
 
 from streamkit.config import GatewayConfig, TenantConfig
 from streamkit.connector import ConnectorServer
 from streamkit.gateway import Gateway, make_gateway
+
+# hypothesis is imported above, at collection: imported first by its plugin's terminal summary,
+# deep in pytest's call stack, Python 3.11.7's ast.parse fails ("AST constructor recursion
+# depth mismatch", CPython gh-106905) while pytest rewrites its asserts.
 
 REPO = Path(__file__).resolve().parent.parent
 DEMO_DATA = REPO / "examples" / "data"

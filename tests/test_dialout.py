@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import DEMO_DATA, running_gateway, wait_for
 from test_live import Collector, batch, publish, ticket
+from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect as ws_connect
 
 from streamkit.client import GatewayClient
@@ -54,13 +55,15 @@ class DialedConnector:
         *,
         token: str = TOKEN,
         tenant: str = "plant",
+        url: str | None = None,
+        tls_ca: Path | None = None,
         **server_kwargs,
     ) -> None:
         self.server = ConnectorServer(
             str(root), f"grpc+unix://{socket}", token=TOKEN, **server_kwargs
         )
-        url = f"ws://127.0.0.1:{gateway.http_port}/connect"
-        self.dialer = Dialer(url, tenant, token, socket).start()
+        url = url or f"ws://127.0.0.1:{gateway.http_port}/connect"
+        self.dialer = Dialer(url, tenant, token, socket, tls_ca=tls_ca).start()
 
     def stop(self) -> None:
         self.dialer.stop()
@@ -438,3 +441,80 @@ def test_ls_says_dialed_in_or_not_connected(tmp_path):
             document = json.loads(result.stdout)
             assert document["tenants"]["plant"]["connection"] == "dialed in"
             assert {d["tenant"] for d in document["datasets"]} == {"plant"}
+
+
+def test_wss_with_the_gateway_ca_and_the_allow_list(tmp_path):
+    from streamkit.certs import write_dev_certs
+
+    certs = tmp_path / "certs"
+    other = tmp_path / "other"
+    certs.mkdir()
+    other.mkdir()
+    write_dev_certs(certs)
+    write_dev_certs(other)
+    pq.write_table(SENSORS, tmp_path / "sensors.parquet")
+    tls = {"tls_cert": certs / "server.pem", "tls_key": certs / "server.key"}
+    with running_gateway({"plant": dialing_tenant()}, **tls) as gateway:
+        url = f"wss://localhost:{gateway.http_port}/connect"
+        # A gateway whose certificate the connector cannot verify is never dialed in.
+        wrong_ca = other / "ca.pem"
+        with dialed(tmp_path, gateway, tmp_path / "w.sock", url=url, tls_ca=wrong_ca) as wrong:
+            wait_for(lambda: wrong.dialer.last_error, 15, "the failed TLS handshake")
+            assert "certificate verify failed" in wrong.dialer.last_error
+            assert not tunnels_of(gateway).connected
+        with dialed(tmp_path, gateway, tmp_path / "c.sock", url=url, tls_ca=certs / "ca.pem"):
+            wait_dialed_in(gateway)
+            ca = (certs / "ca.pem").read_bytes()
+            with flight.connect(
+                f"grpc+tls://localhost:{gateway.flight_port}", tls_root_certs=ca
+            ) as client:
+                assert served(client, "plant", "sensors").equals(SENSORS)
+    with (
+        running_gateway({"plant": dialing_tenant()}, allow=("10.1.2.0/24",)) as gateway,
+        dialed(tmp_path, gateway, tmp_path / "a.sock") as connector,
+    ):
+        wait_for(lambda: connector.dialer.refused, 15, "the allow-list's refusal")
+        assert connector.dialer.refused.startswith("403")
+
+
+def test_a_hostile_tunnel_does_not_take_the_gateway_down(tmp_path):
+    pq.write_table(SENSORS, tmp_path / "sensors.parquet")
+    headers = {"X-Streamkit-Tenant": "plant", "Authorization": f"Bearer {TOKEN}"}
+    with (
+        running_gateway({"plant": dialing_tenant(), "demo": DEMO_DATA}) as gateway,
+        flight.connect(gateway.flight_url) as client,
+    ):
+        url = f"ws://127.0.0.1:{gateway.http_port}/connect"
+        # A "connector" that answers gRPC with garbage: the calls fail cleanly, naming the
+        # tenant, and nothing hangs.
+        with ws_connect(url, additional_headers=headers) as fake:
+            wait_dialed_in(gateway)
+            failure: list[BaseException] = []
+
+            def ask() -> None:
+                try:
+                    served(client, "plant", "sensors")
+                except BaseException as exc:
+                    failure.append(exc)
+
+            asker = threading.Thread(target=ask)
+            asker.start()
+            fake.recv(timeout=15)  # the gateway's HTTP/2 preface
+            fake.send(b"\x00garbage, not HTTP/2" * 100)
+            asker.join(30)
+            assert not asker.is_alive()
+            assert isinstance(failure[0], flight.FlightUnavailableError), failure
+            assert "plant" in str(failure[0])
+        # Text frames and oversized messages close the tunnel; the gateway carries on.
+        with ws_connect(url, additional_headers=headers) as fake:
+            fake.send("hello")
+        fake = ws_connect(url, additional_headers=headers, max_size=None)
+        with pytest.raises(ConnectionClosed):
+            fake.send(b"x" * (8 * 1024 * 1024))
+            fake.recv(timeout=15)
+        fake.close()
+        assert served(client, "demo", "sensors").num_rows == SENSORS.num_rows
+        with dialed(tmp_path, gateway, tmp_path / "c.sock"):
+            wait_dialed_in(gateway)
+            table = wait_for(lambda: _try(lambda: served(client, "plant", "sensors")), 15, "real")
+            assert table.equals(SENSORS)

@@ -55,7 +55,8 @@ class Dialer:
         if tls_ca is not None:
             self.ssl = ssl.create_default_context(cafile=str(tls_ca))
         self.connected = threading.Event()  # set while at least one tunnel is up
-        self.refused: str | None = None
+        self.refused: str | None = None  # why the gateway said no (401/403/404), if it did
+        self.last_error: str | None = None  # the last failure to reach the gateway
         self._open = 0  # tunnels up, idle or carrying
         self._slots: set[asyncio.Task[None]] = set()
         self._stop: asyncio.Event | None = None
@@ -117,6 +118,7 @@ class Dialer:
                 self.refused = str(exc)
                 failures += 1
             except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+                self.last_error = str(exc) or type(exc).__name__
                 if failures == 0:
                     log.warning("cannot reach the gateway at %s: %s", self.url, exc)
                 failures += 1
