@@ -20,18 +20,25 @@ from pathlib import Path
 import pyarrow as pa
 
 from streamkit import errors
+from streamkit.batches import batch_bytes
 from streamkit.ipc_frames import IpcFramer
 
 LIVE_FOLDER = Path(".streamkit") / "live"
 SUFFIX = ".arrows"
-FOLLOWER_QUEUE_BATCHES = 256
+# A follower may fall this far behind before it is told (``lagging``) or skips ahead. Small
+# batches coalesce when sent, so a follower thousands of batches behind catches up in a few
+# sends; the byte cap is what bounds memory (queued batches are shared by every follower).
+FOLLOWER_QUEUE_BATCHES = 8192
+FOLLOWER_QUEUE_BYTES = 64 * 1024 * 1024
 
 
 @dataclass(eq=False)  # followers are compared by identity
 class Follower:
     on_lag: str = "error"  # or "skip"
     capacity: int = field(default_factory=lambda: FOLLOWER_QUEUE_BATCHES)
+    byte_capacity: int = field(default_factory=lambda: FOLLOWER_QUEUE_BYTES)
     queue: deque[tuple[pa.RecordBatch, int]] = field(default_factory=deque)
+    queued_bytes: int = 0
     ready: threading.Condition = field(default_factory=threading.Condition)
     lagging: bool = False
     skipped: int = 0  # rows missed since the follower was last told
@@ -39,16 +46,19 @@ class Follower:
 
     def offer(self, batch: pa.RecordBatch, offset: int) -> None:
         """Called by the publisher with the batch's first row number: never blocks."""
+        size = batch_bytes(batch)
         with self.ready:
-            if len(self.queue) >= self.capacity:
+            full = len(self.queue) >= self.capacity or self.queued_bytes + size > self.byte_capacity
+            if full and self.queue:
                 if self.on_lag == "skip":
                     self.skipped += sum(b.num_rows for b, _ in self.queue)
-                    self.queue.clear()
                 else:
                     self.lagging = True
-                    self.queue.clear()
+                self.queue.clear()
+                self.queued_bytes = 0
             if not self.lagging:
                 self.queue.append((batch, offset))
+                self.queued_bytes += size
             self.ready.notify()
 
     def fail(self, failure: Exception) -> None:
@@ -66,11 +76,15 @@ class Follower:
             if self.failure is not None:
                 raise self.failure
             if self.lagging:
-                raise errors.lagging(f"the follower fell more than {self.capacity} batches behind")
+                raise errors.lagging(
+                    f"the follower fell more than {self.capacity} batches or "
+                    f"{self.byte_capacity // 2**20} MiB behind"
+                )
             if not self.queue:
                 return None, 0, 0
             items = list(self.queue)
             self.queue.clear()
+            self.queued_bytes = 0
             skipped, self.skipped = self.skipped, 0
         offset = items[0][1]
         if len(items) == 1:

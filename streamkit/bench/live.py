@@ -102,11 +102,9 @@ class _Follower:
                 if data is None or not data.num_rows:
                     continue
                 self.ready.set()
-                seqs = data.column(0)
-                sent = data.column(1)
-                for i in range(data.num_rows):
-                    if seqs[i].as_py() >= 0:
-                        self.latencies_ns.append(now - sent[i].as_py())
+                # Whole columns at once: per-row scalars in 50 followers would be what lags.
+                seqs, sent = data.column(0).to_pylist(), data.column(1).to_pylist()
+                self.latencies_ns.extend(now - s for q, s in zip(seqs, sent, strict=True) if q >= 0)
         except flight.FlightError as exc:
             if not self.stopping:
                 self.error = errors.clean_message(exc)
