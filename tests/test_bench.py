@@ -24,6 +24,7 @@ PATHS = [
     "baseline_flight",
     "connector_flight",
     "gateway_flight",
+    "gateway_dialed_flight",
     "gateway_websocket",
     "gateway_http",
 ]
@@ -91,7 +92,7 @@ def test_small_bench_report_is_consistent(tmp_path: Path) -> None:
     assert 0 < conc["latency_p50_s"] <= conc["latency_p99_s"] <= conc["total_seconds"]
 
     rss = report["peak_rss_bytes"]
-    assert set(rss) == {"baseline", "connector", "gateway"}
+    assert set(rss) == {"baseline", "connector", "gateway", "dialed connector"}
     assert all(v["streams"] > 0 and v["concurrent"] > 0 for v in rss.values())
     assert "server_logs" not in report
     assert list(tmp_path.iterdir()) == []  # temp dataset and config removed
