@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import TypeAlias
 
 import pyarrow as pa
 import pyarrow.flight as flight
@@ -20,7 +21,7 @@ import pyarrow.flight as flight
 from streamkit import errors
 from streamkit.batches import dictionaries, has_dictionaries
 
-Item = pa.RecordBatch | tuple[pa.RecordBatch, pa.Buffer | bytes | None]
+Item: TypeAlias = pa.RecordBatch | tuple[pa.RecordBatch, pa.Buffer | bytes | None]
 
 
 @dataclass

@@ -45,7 +45,7 @@ from collections.abc import Callable
 from enum import StrEnum
 from json.encoder import encode_basestring  # the C implementation when available
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol
+from typing import Any, BinaryIO, Protocol, cast
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -141,7 +141,7 @@ class ArrowWriter:
         self.sink.flush()
 
 
-class _ParquetFileWriter(pq.ParquetWriter):
+class _ParquetFileWriter(pq.ParquetWriter):  # type: ignore[misc]  # pyarrow has no stubs
     """Not closed by the garbage collector: a stream that failed or was interrupted leaves an
     unfinished file (removed by the caller), not a footer written after the error, or a
     traceback on stderr when that write hits a closed pipe."""
@@ -201,7 +201,7 @@ def _write_failure(table: pa.Table, exc: pa.ArrowException) -> Exception:
             pq.write_table(pa.table([column], schema=pa.schema([field])), pa.BufferOutputStream())
         except pa.ArrowException:
             return UnsupportedType(Format.parquet, field, reason)
-    return exc
+    return cast(Exception, exc)  # pyarrow has no stubs: ArrowException is Any
 
 
 class CsvWriter:
@@ -232,7 +232,7 @@ class CsvWriter:
 
 
 def _csv_native(kind: pa.DataType) -> bool:
-    return (
+    return bool(
         pa.types.is_null(kind)
         or pa.types.is_boolean(kind)
         or pa.types.is_integer(kind)
@@ -483,7 +483,7 @@ def _json(column: pa.Array) -> list[str]:
 
 
 def _is_json_number(kind: pa.DataType) -> bool:
-    return (
+    return bool(
         pa.types.is_integer(kind)
         or pa.types.is_floating(kind)
         or pa.types.is_boolean(kind)
@@ -554,7 +554,7 @@ def _union_json(column: pa.UnionArray) -> list[str]:
     return _union_values(column, _json)
 
 
-def _union_child_text(child: pa.Array) -> list[str | None]:
+def _union_child_text(child: pa.Array) -> list[str]:
     if pa.types.is_floating(child.type):
         return [_NULL if v is None else v for v in text(child).to_pylist()]
     return _json(child)

@@ -49,7 +49,7 @@ class GuardedStream(io.RawIOBase):
         return True
 
     def read(self, size: int = -1) -> bytes:
-        data = self._source.read() if size is None or size < 0 else self._source.read(size)
+        data: bytes = self._source.read() if size is None or size < 0 else self._source.read(size)
         self._total += len(data)
         if self._max_bytes is not None and self._total > self._max_bytes:
             raise HostileInput(f"decompressed data exceeds {MAX_EXPANSION}x the compressed size")

@@ -114,7 +114,9 @@ def _after_line(data: bytes, n: int) -> int:
     return at + 1
 
 
-def _read_lines(stream: BinaryIO, out: queue.Queue, failure: list[BaseException]) -> None:
+def _read_lines(
+    stream: BinaryIO, out: queue.Queue[bytes | None], failure: list[BaseException]
+) -> None:
     """Hand over complete lines as soon as a read returns them (a pipe returns what is there)."""
     partial = b""
     try:
@@ -122,7 +124,7 @@ def _read_lines(stream: BinaryIO, out: queue.Queue, failure: list[BaseException]
         # the interpreter cannot finish after Ctrl-C.
         fd = stream.fileno()
 
-        def read(size: int) -> bytes:
+        def read(size: int, /) -> bytes:
             return os.read(fd, size)
 
     except (OSError, ValueError, io.UnsupportedOperation):
@@ -153,7 +155,8 @@ class _SchemaFixer:
     def _fixed(self, table: pa.Table) -> list[pa.RecordBatch]:
         if self.schema is None:
             self.schema = _settled(table.schema)
-        return _cast(table, self.schema).combine_chunks().to_batches()
+        batches: list[pa.RecordBatch] = _cast(table, self.schema).combine_chunks().to_batches()
+        return batches
 
 
 class _JsonParser(_SchemaFixer):

@@ -15,6 +15,8 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
+from types import TracebackType
+from typing import cast
 
 GRACE_SECONDS = 1.5
 
@@ -27,9 +29,12 @@ def log_crashes() -> None:
 
     def on_thread_exception(args: threading.ExceptHookArgs) -> None:
         name = args.thread.name if args.thread is not None else "?"
-        log.error(
-            "thread %s failed", name, exc_info=(args.exc_type, args.exc_value, args.exc_traceback)
+        # Typed as possibly None, but a thread's uncaught exception always has its value.
+        exc_info = cast(
+            "tuple[type[BaseException], BaseException, TracebackType | None]",
+            (args.exc_type, args.exc_value, args.exc_traceback),
         )
+        log.error("thread %s failed", name, exc_info=exc_info)
 
     threading.excepthook = on_thread_exception
 

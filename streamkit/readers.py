@@ -18,6 +18,7 @@ import json
 import threading
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
+from typing import Literal
 
 import pyarrow as pa
 import pyarrow.csv as pcsv
@@ -278,7 +279,7 @@ def _compressed_size(entry: Entry) -> int | None:
 
 def _starts_with_array(entry: Entry) -> bool:
     with pa.input_stream(str(entry.path), compression=entry.compression) as stream:
-        head = stream.read(4096).lstrip()
+        head: bytes = stream.read(4096).lstrip()
     return head.startswith(b"[")
 
 
@@ -349,7 +350,7 @@ class _errors_for:
     def __enter__(self) -> None:
         return None
 
-    def __exit__(self, kind: type | None, exc: BaseException | None, tb: object) -> bool:
+    def __exit__(self, kind: type | None, exc: BaseException | None, tb: object) -> Literal[False]:
         if exc is None or isinstance(exc, GeneratorExit):
             return False
         if not isinstance(exc, Exception):

@@ -40,12 +40,12 @@ def token_id(token: str) -> str:
     return "token:" + hashlib.sha256(token.encode()).hexdigest()[:12]
 
 
-class TokenMiddleware(flight.ServerMiddleware):
+class TokenMiddleware(flight.ServerMiddleware):  # type: ignore[misc]  # pyarrow: no stubs
     def __init__(self, token: str | None) -> None:
         self.token = token
 
 
-class TokenMiddlewareFactory(flight.ServerMiddlewareFactory):
+class TokenMiddlewareFactory(flight.ServerMiddlewareFactory):  # type: ignore[misc]  # no stubs
     """Reads the bearer token of each call; handlers decide what it may do."""
 
     def start_call(self, info: flight.CallInfo, headers: dict[str, list[str]]) -> TokenMiddleware:

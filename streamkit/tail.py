@@ -127,7 +127,7 @@ class _ArrowStream:
     def start(self, entry: Entry, from_start: bool) -> int:
         with pa.memory_map(str(entry.path)) as source:
             reader = pa.ipc.open_stream(source)
-            offset = source.tell()
+            offset: int = source.tell()
             if from_start:
                 return offset
             try:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Annotated, BinaryIO
 
 import pyarrow as pa
+import pyarrow.flight as flight
 import typer
 
 from streamkit.client import (
@@ -192,7 +193,7 @@ def _send(
     _finish(client, writer)
 
 
-def _finish(client: GatewayClient, writer: object) -> None:
+def _finish(client: GatewayClient, writer: flight.FlightStreamWriter | None) -> None:
     if writer is None:
         return
     with client.errors():

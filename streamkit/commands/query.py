@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, BinaryIO
+from typing import IO, Annotated, Any, BinaryIO, cast
 
 import typer
 
@@ -283,7 +283,7 @@ def _preview(client: GatewayClient, q: Query, sink: BinaryIO) -> None:
     info = client.info(q)
     shown = PREVIEW_ROWS if q.limit is None else min(q.limit, PREVIEW_ROWS)
     _, reader = client.open(Query(q.dataset, q.tenant, q.columns, shown + 1))
-    rows: list[dict] = []
+    rows: list[dict[str, str | None]] = []
     with client.errors():
         for batch in read_chunks(reader):
             rows.extend(batch_rows(batch))
@@ -302,7 +302,9 @@ def _preview(client: GatewayClient, q: Query, sink: BinaryIO) -> None:
     for row in rows:
         table.add_row(*(_cell(v) for v in row.values()))
     text = _TextSink(sink)
-    console = Console(file=text, force_terminal=sys.stdout.isatty() and text.is_stdout)
+    console = Console(
+        file=cast(IO[str], text), force_terminal=sys.stdout.isatty() and text.is_stdout
+    )
     console.print(table)
     total = info.total_records
     if more:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import TypeAlias
 
 import pyarrow as pa
 import pyarrow.flight as flight
@@ -15,7 +16,7 @@ from streamkit.tail import tail_file
 
 WAIT_SECONDS = 0.25  # how often a waiting follower checks for cancellation
 
-Item = pa.RecordBatch | tuple[pa.RecordBatch, pa.Buffer]
+Item: TypeAlias = pa.RecordBatch | tuple[pa.RecordBatch, pa.Buffer]
 
 
 def follow_live(

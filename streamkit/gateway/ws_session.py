@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from typing import Any
+from typing import Any, cast
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
@@ -229,7 +229,8 @@ class WsSession:
                 async with asyncio.timeout(idle):  # one timer per batch, not a task per frame
                     for frame in framer.frames(chunk.data):
                         sent += len(frame)
-                        await self.ws.send_bytes(frame)
+                        # aiohttp takes any bytes-like object (it checks), annotated bytes
+                        await self.ws.send_bytes(cast(bytes, frame))
             except TimeoutError:
                 raise stream.fail(
                     errors.unavailable(f"the client took no data for {idle:g} s"), "idle"

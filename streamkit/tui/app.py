@@ -146,12 +146,12 @@ class StreamkitApp(App[None]):
         return again
 
     @on(Tree.NodeHighlighted, "#catalog")
-    def preview_dataset(self, event: Tree.NodeHighlighted) -> None:
+    def preview_dataset(self, event: Tree.NodeHighlighted[DatasetEntry | None]) -> None:
         if isinstance(event.node.data, DatasetEntry):
             self._widget(StreamStatus).preview(event.node.data)
 
     @on(Tree.NodeSelected, "#catalog")
-    def select_dataset(self, event: Tree.NodeSelected) -> None:
+    def select_dataset(self, event: Tree.NodeSelected[DatasetEntry | None]) -> None:
         if isinstance(event.node.data, DatasetEntry):
             self.start_stream(event.node.data)
 

@@ -33,7 +33,7 @@ FEW_BUCKETS = 16
 
 
 def is_numeric(data_type: pa.DataType) -> bool:
-    return (
+    return bool(
         pa.types.is_integer(data_type)
         or pa.types.is_floating(data_type)
         or pa.types.is_decimal(data_type)
@@ -280,7 +280,8 @@ def _values(column: pa.ChunkedArray) -> list[object]:
     """Python values for the latest-rows table; a nanosecond time, timestamp or duration
     that Python's datetime cannot hold, as its exact ISO text instead."""
     try:
-        return column.to_pylist()
+        values: list[object] = column.to_pylist()
+        return values
     except ValueError:
         return [_value(chunk, i) for chunk in column.chunks for i in range(len(chunk))]
 

@@ -9,7 +9,7 @@ from textual.widgets import DataTable
 from streamkit.tui.widgets._format import cell
 
 
-class LatestRows(DataTable):
+class LatestRows(DataTable[str]):
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id, zebra_stripes=True, cursor_type="none")
         self._columns: tuple[str, ...] = ()
