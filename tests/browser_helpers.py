@@ -32,6 +32,48 @@ new PerformanceObserver((list) => {
 LONGEST_TASK_SINCE = """(since) => Math.max(0, ...window.__longTasks
   .filter((t) => t.start + t.duration >= since).map((t) => t.duration))"""
 
+# The dashboard's decoding worker, and a probe installed in it: it counts the readers made by
+# the worker's apache-arrow (the global `Arrow` of its classic script) and the batches and rows
+# they yield. It waits (with a deadline) for importScripts to have loaded apache-arrow.
+DECODE_WORKER = "/js/decode_worker.js"
+WORKER_DECODE_PROBE = """async (timeoutMs) => {
+  const deadline = performance.now() + timeoutMs;
+  while (!self.Arrow?.RecordBatchReader) {
+    if (performance.now() > deadline) throw new Error("apache-arrow did not load in the worker");
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  const seen = (self.__decoded = { readers: 0, batches: 0, rows: 0 });
+  const Reader = self.Arrow.RecordBatchReader;
+  const from = Reader.from;
+  const counted = (reader) => {
+    const iterate = reader[Symbol.asyncIterator].bind(reader);
+    reader[Symbol.asyncIterator] = () => {
+      const batches = iterate();
+      return {
+        async next() {
+          const step = await batches.next();
+          if (!step.done) {
+            seen.batches += 1;
+            seen.rows += step.value.numRows;
+          }
+          return step;
+        },
+        return: (value) => batches.return?.(value) ?? Promise.resolve({ value, done: true }),
+        [Symbol.asyncIterator]() { return this; },
+      };
+    };
+    return reader;
+  };
+  Reader.from = function (source) {
+    seen.readers += 1;
+    const made = from.call(this, source);
+    return typeof made?.then === "function" ? made.then(counted) : counted(made);
+  };
+}"""
+# What the page itself loaded and holds: apache-arrow (a global, or any of its files fetched)
+# and the HTTP bulk path's requests (a worker's fetches are in its own resource timeline).
+RESOURCES = "performance.getEntriesByType('resource').map((e) => new URL(e.name).pathname)"
+
 
 def missing_prerequisite() -> str | None:
     """Why browser tests cannot run here (``./dev test`` installs both), or None."""
@@ -45,6 +87,21 @@ def missing_prerequisite() -> str | None:
 def launch_options() -> dict:
     executable = CHROMIUM if CHROMIUM.exists() else Path(shutil.which("chromium") or CHROMIUM)
     return {"executable_path": str(executable), "args": CHROMIUM_ARGS}
+
+
+def decoding_worker(page, timeout_ms: float):
+    """The page's decoding worker (Playwright's Worker), waiting up to `timeout_ms` for it."""
+
+    def find():
+        return next((w for w in page.workers if w.url.endswith(DECODE_WORKER)), None)
+
+    worker = find()
+    if worker is None:  # no event can be dispatched between find() and this wait
+        page.wait_for_event(
+            "worker", predicate=lambda w: w.url.endswith(DECODE_WORKER), timeout=timeout_ms
+        )
+        worker = find()
+    return worker
 
 
 @dataclass

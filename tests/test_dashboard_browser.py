@@ -14,10 +14,14 @@ from pathlib import Path
 import pytest
 from browser_helpers import (
     ARTIFACTS,
+    DECODE_WORKER,
     LONG_TASK_OBSERVER,
     LONGEST_TASK_SINCE,
+    RESOURCES,
     VIEWPORT,
+    WORKER_DECODE_PROBE,
     ConsoleLog,
+    decoding_worker,
     launch_options,
     missing_prerequisite,
     write_big_dataset,
@@ -29,6 +33,7 @@ from streamkit.gateway import make_gateway
 from streamkit.secrets import Secret
 
 BIG_ROWS = 1_000_000
+WORKER_ROWS = 300_000  # several batches (they are ~1 MiB)
 SENSORS_ROWS = 10_080
 DEMO_DATASETS = {"sensors", "sales", "sales_by_region", "archive/2025/q1_sales"}
 TIMEOUT_MS = 20_000
@@ -262,6 +267,32 @@ def test_a_million_rows_render_without_freezing(page, big, transport):
     assert page.console_log.errors == []
     print(f"1M rows ({transport}):", last, f"longest task {longest_task} ms")
     screenshot(page, f"dashboard-1m-rows-{transport}.png")
+
+
+@pytest.mark.parametrize("transport", ["http", "ws"])
+def test_batches_are_decoded_in_the_worker_not_on_the_page(page, big, transport):
+    open_dashboard(page, big, "lab", "big")
+    worker = decoding_worker(page, TIMEOUT_MS)
+    assert worker is not None and worker.url.endswith(DECODE_WORKER)
+    worker.evaluate(WORKER_DECODE_PROBE, TIMEOUT_MS)
+    run_query(page, transport, limit=WORKER_ROWS)
+
+    assert wait_for_state(page, "done", "error") == "done"
+    assert shown_rows(page) == WORKER_ROWS
+    last = page.evaluate("window.streamkit.lastRun")
+    assert last["batches"] > 1
+    # Every batch the page counted came out of a RecordBatchReader in the worker…
+    decoded = worker.evaluate("self.__decoded")
+    assert decoded == {"readers": 1, "batches": last["batches"], "rows": WORKER_ROWS}
+    # …and the page never loaded apache-arrow, nor (over HTTP) fetched the stream itself.
+    assert page.evaluate("typeof window.Arrow") == "undefined"
+    page_files = page.evaluate(RESOURCES)
+    assert DECODE_WORKER in page_files
+    assert not [f for f in page_files if "apache-arrow" in f or f.startswith("/api/stream/")]
+    worker_files = worker.evaluate(RESOURCES)
+    assert any(f.endswith("/apache-arrow/Arrow.esnext.min.js") for f in worker_files)
+    assert any(f.startswith("/api/stream/lab/big") for f in worker_files) == (transport == "http")
+    assert page.console_log.errors == []
 
 
 def test_reconnects_when_the_gateway_comes_back(page):
