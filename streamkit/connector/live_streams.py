@@ -39,10 +39,14 @@ def follow_live(
                 for batch in dataset.history(history_end):
                     yield batch, batch_metadata(offset)
                     offset += batch.num_rows
-            while not should_stop():
+            while True:
                 batch, offset, skipped = follower.next(WAIT_SECONDS)
                 if batch is not None:
                     yield batch, batch_metadata(offset, skipped)
+                elif should_stop():
+                    # Asked only while the feed is quiet (it costs a gRPC queue poll): while
+                    # batches flow, a client that left fails the next write.
+                    return
         finally:
             dataset.unfollow(follower)
 
