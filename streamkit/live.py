@@ -44,9 +44,10 @@ class Follower:
     skipped: int = 0  # rows missed since the follower was last told
     failure: Exception | None = None  # set when the source itself failed
 
-    def offer(self, batch: pa.RecordBatch, offset: int) -> None:
-        """Called by the publisher with the batch's first row number: never blocks."""
-        size = batch_bytes(batch)
+    def offer(self, batch: pa.RecordBatch, offset: int, size: int | None = None) -> None:
+        """Called by the publisher with the batch's first row number (and its size, when
+        offering one batch to many: ``nbytes`` costs microseconds): never blocks."""
+        size = batch_bytes(batch) if size is None else size
         with self.ready:
             full = len(self.queue) >= self.capacity or self.queued_bytes + size > self.byte_capacity
             if full and self.queue:
@@ -151,8 +152,9 @@ class LiveDataset:
             self.size += len(data)
             offset = self.rows
             self.rows += batch.num_rows
+            size = batch_bytes(batch)
             for follower in list(self.followers):
-                follower.offer(batch, offset)
+                follower.offer(batch, offset, size)
                 if follower.lagging:  # told when it next reads; it costs nothing more
                     self.followers.discard(follower)
 

@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.flight as flight
 
 from streamkit import errors
+from streamkit.batches import batch_bytes
 from streamkit.flight_streams import Chunk
 from streamkit.live import Follower
 from streamkit.live_wire import batch_metadata, row_offset
@@ -96,8 +97,9 @@ class Hub:
                 offset = row_offset(chunk.app_metadata)
                 with self.lock:
                     followers = list(self.followers)
+                size = batch_bytes(chunk.data)
                 for follower in followers:
-                    follower.offer(chunk.data, offset or 0)
+                    follower.offer(chunk.data, offset or 0, size)
                     if follower.lagging:  # told when it next reads; it costs nothing more
                         self.leave(follower)
         except Exception as exc:
