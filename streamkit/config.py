@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,10 @@ _CONNECTOR_URI = re.compile(r"^grpc(\+tcp|\+tls)?://[^/\s]+:\d+$")
 
 class ConfigError(ValueError):
     """A configuration problem, worded ``file: key: reason``."""
+
+
+_Fail = Callable[[str, str], ConfigError]
+"""Builds the error for a key and a reason (``fail(key, reason)``)."""
 
 
 @dataclass(frozen=True)
@@ -226,9 +231,9 @@ def parse(raw: dict[str, Any], *, source: str, base: Path) -> GatewayConfig:
             raise fail(where, "set both 'connector_cert' and 'connector_key', or neither")
         if files and not t.get("connector", "").startswith("grpc+tls://"):
             raise fail(f"{where}.connector", "certificates need a grpc+tls:// connector")
-        secrets = {}
+        connector_token = None
         if "connector_token" in t:
-            secrets["connector_token"] = _secret(
+            connector_token = _secret(
                 t["connector_token"], base, f"{where}.connector_token", fail, warnings
             )
         tokens = []
@@ -249,8 +254,10 @@ def parse(raw: dict[str, Any], *, source: str, base: Path) -> GatewayConfig:
             name,
             path=folder if "path" in t else None,
             connector=t.get("connector"),
-            **files,
-            **secrets,
+            connector_ca=files.get("connector_ca"),
+            connector_cert=files.get("connector_cert"),
+            connector_key=files.get("connector_key"),
+            connector_token=connector_token,
             tokens=tuple(tokens),
             rate_limit=rate_limit,
             simulate=t.get("simulate"),
@@ -288,7 +295,9 @@ def apply_overrides(config: GatewayConfig, **overrides: Any) -> GatewayConfig:
     return replace(config, **given)
 
 
-def _check_table(table, allowed, where, fail) -> dict[str, Any]:
+def _check_table(
+    table: dict[str, Any], allowed: dict[str, type | tuple[type, ...]], where: str, fail: _Fail
+) -> dict[str, Any]:
     for key, value in table.items():
         if key not in allowed:
             raise fail(f"{where}.{key}", "unknown key")
@@ -299,14 +308,14 @@ def _check_table(table, allowed, where, fail) -> dict[str, Any]:
     return dict(table)
 
 
-def _existing_file(base: Path, value: str, key: str, fail) -> Path:
+def _existing_file(base: Path, value: str, key: str, fail: _Fail) -> Path:
     path = (base / value).resolve()
     if not path.is_file():
         raise fail(key, f"{value!r} is not a readable file")
     return path
 
 
-def _secret(spec: str, base: Path, key: str, fail, warnings: list[str]) -> Secret:
+def _secret(spec: str, base: Path, key: str, fail: _Fail, warnings: list[str]) -> Secret:
     try:
         secret = resolve_secret(spec, base)
     except SecretError as exc:
@@ -316,6 +325,6 @@ def _secret(spec: str, base: Path, key: str, fail, warnings: list[str]) -> Secre
     return secret
 
 
-def _check_port(value: int, key: str, fail) -> None:
+def _check_port(value: int, key: str, fail: _Fail) -> None:
     if not 0 <= value <= 65535:
         raise fail(key, f"{value} is not a port (0-65535)")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +52,7 @@ def flight_edge(method: Callable[..., Any]) -> Callable[..., Any]:
     return call
 
 
-class BaseFlightServer(flight.FlightServerBase):
+class BaseFlightServer(flight.FlightServerBase):  # type: ignore[misc]  # pyarrow: no stubs
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """Every Flight handler a subclass defines goes through :func:`flight_edge`."""
         super().__init_subclass__(**kwargs)
@@ -76,7 +76,7 @@ class BaseFlightServer(flight.FlightServerBase):
         self.host = location.split("://", 1)[1].rsplit(":", 1)[0]
         if self.tls:
             location = location.replace("grpc://", "grpc+tls://", 1)
-            assert tls_key is not None
+            assert tls_cert is not None and tls_key is not None
             kwargs["tls_certificates"] = [(tls_cert.read_bytes(), tls_key.read_bytes())]
             if tls_client_ca is not None:  # mutual TLS: only clients with a cert it signed
                 kwargs["verify_client"] = True
@@ -103,14 +103,28 @@ class BaseFlightServer(flight.FlightServerBase):
     def _unimplemented(self, method: str) -> flight.FlightError:
         return errors.to_flight(errors.Unimplemented(f"unimplemented: {method} is not served here"))
 
-    def do_put(self, context, descriptor, reader, writer):
+    def do_put(
+        self,
+        context: flight.ServerCallContext,
+        descriptor: flight.FlightDescriptor,
+        reader: flight.MetadataRecordBatchReader,
+        writer: flight.FlightMetadataWriter,
+    ) -> None:
         raise self._unimplemented("DoPut")
 
-    def do_exchange(self, context, descriptor, reader, writer):
+    def do_exchange(
+        self,
+        context: flight.ServerCallContext,
+        descriptor: flight.FlightDescriptor,
+        reader: flight.MetadataRecordBatchReader,
+        writer: flight.MetadataRecordBatchWriter,
+    ) -> None:
         raise self._unimplemented("DoExchange")
 
-    def do_action(self, context, action):
+    def do_action(
+        self, context: flight.ServerCallContext, action: flight.Action
+    ) -> Iterator[flight.Result]:
         raise self._unimplemented("DoAction")
 
-    def list_actions(self, context):
+    def list_actions(self, context: flight.ServerCallContext) -> list[tuple[str, str]]:
         raise self._unimplemented("ListActions")

@@ -11,6 +11,7 @@ import argparse
 import signal
 import sys
 import threading
+from typing import Any
 
 import pyarrow.dataset as ds
 import pyarrow.flight as flight
@@ -18,18 +19,22 @@ import pyarrow.flight as flight
 from streamkit.readers import DEFAULT_BATCH_ROWS
 
 
-class BaselineServer(flight.FlightServerBase):
-    def __init__(self, path: str, location: str | None = None, **kwargs) -> None:
+class BaselineServer(flight.FlightServerBase):  # type: ignore[misc]  # pyarrow: no stubs
+    def __init__(self, path: str, location: str | None = None, **kwargs: Any) -> None:
         super().__init__(location, **kwargs)
         self.dataset = ds.dataset(path, format="ipc")
 
-    def get_flight_info(self, context, descriptor):
+    def get_flight_info(
+        self, context: flight.ServerCallContext, descriptor: flight.FlightDescriptor
+    ) -> flight.FlightInfo:
         endpoint = flight.FlightEndpoint(flight.Ticket(b"all"), [])
         return flight.FlightInfo(
             self.dataset.schema, descriptor, [endpoint], self.dataset.count_rows(), -1
         )
 
-    def do_get(self, context, ticket):
+    def do_get(
+        self, context: flight.ServerCallContext, ticket: flight.Ticket
+    ) -> flight.FlightDataStream:
         scanner = self.dataset.scanner(batch_size=DEFAULT_BATCH_ROWS)
         return flight.RecordBatchStream(scanner.to_reader())
 

@@ -43,7 +43,7 @@ class Dataset:
     file_bytes: int
     batches: int
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, int]:
         return {
             "rows": self.rows,
             "bytes": self.bytes,

@@ -77,7 +77,9 @@ def _round(value: float | None) -> float | None:
 class _Follower:
     """One follow stream through the gateway, read in its own thread."""
 
-    def __init__(self, url: str, tenant: str, dataset: str, headers: list) -> None:
+    def __init__(
+        self, url: str, tenant: str, dataset: str, headers: list[tuple[bytes, bytes]]
+    ) -> None:
         self.client = flight.connect(url)
         ticket = {"tenant": tenant, "dataset": dataset, "follow": True, "from": "end"}
         self.reader = self.client.do_get(
@@ -125,7 +127,7 @@ def run_cell(
     rate: int,
     followers: int,
     seconds: float,
-    headers: list | None = None,
+    headers: list[tuple[bytes, bytes]] | None = None,
 ) -> CellResult:
     """Measure one cell; the dataset should be new (followers start from its end)."""
     headers = headers or []
@@ -200,7 +202,7 @@ def _wait_until_listed(
 
 
 def _open_followers(
-    url: str, tenant: str, dataset: str, count: int, headers: list
+    url: str, tenant: str, dataset: str, count: int, headers: list[tuple[bytes, bytes]]
 ) -> list[_Follower]:
     opened: list[_Follower] = []
     try:

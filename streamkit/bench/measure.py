@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote, urlsplit
 
 import pyarrow as pa
@@ -53,7 +54,7 @@ class Sample:
     bytes: int  # Arrow bytes of the decoded batches
     wire_bytes: int | None = None  # IPC bytes received (WebSocket, HTTP)
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         out = asdict(self)
         out["mb_s"] = round(self.bytes / 1e6 / self.seconds, 2) if self.seconds > 0 else None
         if self.wire_bytes is None:
@@ -145,7 +146,7 @@ async def _fetch_websocket(http_url: str, tenant: str, dataset: str, creds: Cred
     first = None
     try:
         started = time.perf_counter()
-        tls = {"ssl": creds.ssl_context()} if ws_url.startswith("wss:") else {}
+        tls: dict[str, Any] = {"ssl": creds.ssl_context()} if ws_url.startswith("wss:") else {}
         async with connect(
             ws_url,
             compression=None,
@@ -201,6 +202,8 @@ def fetch_http(
 ) -> Sample:
     """``GET /api/stream/TENANT/DATASET``, decoded as it arrives."""
     parts = urlsplit(http_url)
+    if parts.hostname is None:
+        raise FetchError(f"HTTP {http_url}: no host in the URL")
     if parts.scheme == "https":
         connection: http.client.HTTPConnection = http.client.HTTPSConnection(
             parts.hostname, parts.port, timeout=120, context=creds.ssl_context()
@@ -239,8 +242,8 @@ class PathResult:
     samples: list[Sample]
     error: str | None = None
 
-    def to_json(self, dataset_bytes: int) -> dict:
-        out: dict = {"error": self.error, "runs": [s.to_json() for s in self.samples]}
+    def to_json(self, dataset_bytes: int) -> dict[str, Any]:
+        out: dict[str, Any] = {"error": self.error, "runs": [s.to_json() for s in self.samples]}
         if self.samples:
             seconds = statistics.median(s.seconds for s in self.samples)
             out.update(
@@ -277,7 +280,7 @@ class Concurrency:
     rows: int
     bytes: int
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         ordered = sorted(self.latencies)
         return {
             "clients": self.clients,

@@ -44,7 +44,8 @@ class Gateway:
     @property
     def flight_port(self) -> int:
         assert self.flight is not None
-        return self.flight.port
+        port: int = self.flight.port
+        return port
 
     @property
     def flight_url(self) -> str:
@@ -93,12 +94,14 @@ class Gateway:
         def run() -> None:
             asyncio.set_event_loop(self._loop)
             try:
+                assert self._loop is not None
                 self._loop.run_until_complete(serve())
             except BaseException as exc:
                 failure.append(exc)
                 ready.set()
                 return
             ready.set()
+            assert self._loop is not None
             self._loop.run_forever()
 
         self._thread = threading.Thread(target=run, name="streamkit-http", daemon=True)

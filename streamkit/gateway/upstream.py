@@ -8,6 +8,8 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Literal
 
 import pyarrow.flight as flight
 
@@ -172,7 +174,8 @@ class Upstreams:
                     ),
                     error=lambda exc: upstream_error(tenant.name, exc),
                 )
-            return client.do_get(upstream.to_ticket(), tenant.options())
+            stream: Upstream = client.do_get(upstream.to_ticket(), tenant.options())
+            return stream
 
     def _is_live(self, tenant: Tenant, query: Query) -> bool:
         """Whether ``query.dataset`` is a published live dataset (its followed batches carry
@@ -218,9 +221,9 @@ class Upstreams:
                 writer.close()
         return rows
 
-    def health(self, tenants: frozenset[str] | None = None) -> dict[str, dict]:
+    def health(self, tenants: frozenset[str] | None = None) -> dict[str, dict[str, Any]]:
         """Reachability, latency and dataset count of ``tenants`` (default all)."""
-        report = {}
+        report: dict[str, dict[str, Any]] = {}
         for name, tenant in self.tenants.items():
             if tenants is not None and name not in tenants:
                 continue
@@ -260,7 +263,12 @@ class _upstream_errors:
     def __enter__(self) -> None:
         return None
 
-    def __exit__(self, kind, exc, tb) -> bool:
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> Literal[False]:
         if exc is None or not isinstance(exc, Exception):
             return False
         raise upstream_error(self.tenant.name, exc) from None
