@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import threading
+import time
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -30,6 +31,15 @@ SUFFIX = ".arrows"
 # sends; the byte cap is what bounds memory (queued batches are shared by every follower).
 FOLLOWER_QUEUE_BATCHES = 8192
 FOLLOWER_QUEUE_BYTES = 64 * 1024 * 1024
+# Sending costs per message (~35 us on the gateway for a small batch): past a few thousand
+# sends a second they queue up in gRPC's buffers, where nothing coalesces, and latency grows
+# without bound. So while batches come faster than one per ``hold``, a follower sends at most
+# once per hold, and what arrives meanwhile joins the next message: at least MIN_HOLD, and
+# for a big fan-out enough that its followers share about FANOUT_SENDS_PER_SECOND sends,
+# never over MAX_HOLD. Slower feeds are sent batch by batch, the moment each arrives.
+FANOUT_SENDS_PER_SECOND = 5000
+MIN_HOLD_SECONDS = 0.002
+MAX_HOLD_SECONDS = 0.010
 
 
 @dataclass(eq=False)  # followers are compared by identity
@@ -39,16 +49,31 @@ class Follower:
     byte_capacity: int = field(default_factory=lambda: FOLLOWER_QUEUE_BYTES)
     queue: deque[tuple[pa.RecordBatch, int]] = field(default_factory=deque)
     queued_bytes: int = 0
+    _last_sent: float = 0.0  # monotonic time of the last message handed out
+    _last_offer: float = 0.0
+    _interval: float = 1.0  # seconds between offered batches, averaged
+    _hold: float = 0.0  # see FANOUT_SENDS_PER_SECOND
+    _holding: bool = False
     ready: threading.Condition = field(default_factory=threading.Condition)
     lagging: bool = False
     skipped: int = 0  # rows missed since the follower was last told
     failure: Exception | None = None  # set when the source itself failed
 
-    def offer(self, batch: pa.RecordBatch, offset: int, size: int | None = None) -> None:
-        """Called by the publisher with the batch's first row number (and its size, when
-        offering one batch to many: ``nbytes`` costs microseconds): never blocks."""
+    def offer(
+        self, batch: pa.RecordBatch, offset: int, size: int | None = None, fanout: int = 1
+    ) -> None:
+        """Called by the publisher with the batch's first row number (and, offering one
+        batch to ``fanout`` followers, its size: ``nbytes`` costs microseconds); never
+        blocks."""
         size = batch_bytes(batch) if size is None else size
+        now = time.monotonic()
         with self.ready:
+            self._hold = min(
+                MAX_HOLD_SECONDS, max(MIN_HOLD_SECONDS, fanout / FANOUT_SENDS_PER_SECOND)
+            )
+            if self._last_offer:  # a running average of the time between batches
+                self._interval += (now - self._last_offer - self._interval) / 8
+            self._last_offer = now
             full = len(self.queue) >= self.capacity or self.queued_bytes + size > self.byte_capacity
             if full and self.queue:
                 if self.on_lag == "skip":
@@ -60,7 +85,8 @@ class Follower:
             if not self.lagging:
                 self.queue.append((batch, offset))
                 self.queued_bytes += size
-            self.ready.notify()
+            if not self._holding or self.lagging:  # a holding follower wakes on its own
+                self.ready.notify()
 
     def fail(self, failure: Exception) -> None:
         with self.ready:
@@ -70,28 +96,44 @@ class Follower:
     def next(self, timeout: float) -> tuple[pa.RecordBatch | None, int, int]:
         """Everything queued as one batch (None after ``timeout``), its first row number,
         and the rows skipped before it. Under load, many small batches go out as one
-        message: fewer sends, and a follower catches up instead of falling behind."""
+        message: fewer sends, and a follower catches up instead of falling behind. When
+        batches come faster than a big fan-out can send them one by one, a follower sends
+        at most once per ``_hold`` and what arrives meanwhile joins the next message; else
+        a batch goes out the moment it arrives."""
         with self.ready:
             if not self.queue and not self.lagging and self.failure is None:
                 self.ready.wait(timeout)
-            if self.failure is not None:
-                raise self.failure
-            if self.lagging:
-                raise errors.lagging(
-                    f"the follower fell more than {self.capacity} batches or "
-                    f"{self.byte_capacity // 2**20} MiB behind"
-                )
+            self._check()
             if not self.queue:
                 return None, 0, 0
+            fast = self._interval < self._hold
+            hold_until = self._last_sent + self._hold if fast else 0.0
+            self._holding = True
+            try:
+                while (left := hold_until - time.monotonic()) > 0:
+                    self.ready.wait(left)
+                    self._check()
+            finally:
+                self._holding = False
             items = list(self.queue)
             self.queue.clear()
             self.queued_bytes = 0
             skipped, self.skipped = self.skipped, 0
+            self._last_sent = time.monotonic()
         offset = items[0][1]
         if len(items) == 1:
             return items[0][0], offset, skipped
         table = pa.Table.from_batches([b for b, _ in items]).combine_chunks()
         return table.to_batches()[0], offset, skipped
+
+    def _check(self) -> None:
+        if self.failure is not None:
+            raise self.failure
+        if self.lagging:
+            raise errors.lagging(
+                f"the follower fell more than {self.capacity} batches or "
+                f"{self.byte_capacity // 2**20} MiB behind"
+            )
 
 
 class LiveDataset:
@@ -152,9 +194,9 @@ class LiveDataset:
             self.size += len(data)
             offset = self.rows
             self.rows += batch.num_rows
-            size = batch_bytes(batch)
-            for follower in list(self.followers):
-                follower.offer(batch, offset, size)
+            size, followers = batch_bytes(batch), list(self.followers)
+            for follower in followers:
+                follower.offer(batch, offset, size, len(followers))
                 if follower.lagging:  # told when it next reads; it costs nothing more
                     self.followers.discard(follower)
 

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import json
 import math
+import multiprocessing
 import statistics
 import threading
 import time
 from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
 from typing import Any
 
 import pyarrow as pa
@@ -129,13 +131,18 @@ def run_cell(
     seconds: float,
     headers: list[tuple[bytes, bytes]] | None = None,
 ) -> CellResult:
-    """Measure one cell; the dataset should be new (followers start from its end)."""
+    """Measure one cell; the dataset should be new (followers start from its end).
+
+    The followers run in a process of their own, as clients do: sharing the producer's
+    interpreter (and its GIL) with 50 reading threads delays the producer's sends, which
+    would be measured as the gateway's latency."""
     headers = headers or []
     result = CellResult(rate, followers, seconds)
     options = flight.FlightCallOptions(headers=headers)
     producer = flight.connect(url)
-    followers_list: list[_Follower] = []
     writer = None
+    parent, child = multiprocessing.get_context("spawn").Pipe()
+    process = None
     try:
         writer, _ = producer.do_put(
             flight.FlightDescriptor.for_path(tenant, dataset), SCHEMA, options
@@ -143,13 +150,20 @@ def run_cell(
         # Create the dataset, so followers can open it.
         writer.write_batch(_batch(-1))
         _wait_until_listed(producer, tenant, dataset, options)
-        followers_list = _open_followers(url, tenant, dataset, followers, headers)
+        process = multiprocessing.get_context("spawn").Process(
+            target=_followers_process,
+            args=(url, tenant, dataset, followers, headers, child),
+            daemon=True,
+        )
+        process.start()
         deadline = time.monotonic() + READY_TIMEOUT_S
-        while not all(f.ready.is_set() for f in followers_list):
-            if time.monotonic() > deadline:
+        while not parent.poll(WARMUP_INTERVAL_S):
+            if time.monotonic() > deadline or not process.is_alive():
                 raise RuntimeError("followers did not receive the warm-up batches in time")
             writer.write_batch(_batch(-1))
-            time.sleep(WARMUP_INTERVAL_S)
+        ready = parent.recv()
+        if ready != "ready":
+            raise RuntimeError(f"followers failed to start: {ready}")
         count = max(1, round(rate * seconds))
         started = time.perf_counter()
         for seq in range(count):
@@ -160,16 +174,24 @@ def run_cell(
             writer.write_batch(_batch(seq))
         result.send_seconds = time.perf_counter() - started
         result.sent = count
-        deadline = time.monotonic() + DRAIN_TIMEOUT_S
-        while time.monotonic() < deadline and any(
-            len(f.latencies_ns) < count and f.error is None for f in followers_list
-        ):
-            time.sleep(0.01)
+        parent.send(count)
+        if not parent.poll(DRAIN_TIMEOUT_S + 30):
+            raise RuntimeError("the followers' process did not report")
+        latencies, follower_errors = parent.recv()
+        for measured in latencies:
+            result.received += len(measured)
+            result.latencies_ms.extend(ns / 1e6 for ns in measured)
+        result.errors.extend(follower_errors)
     except flight.FlightError as exc:
         result.errors.append(f"producer: {errors.clean_message(exc)}")
     finally:
-        for follower in followers_list:
-            follower.stop()
+        if process is not None:
+            process.join(10)
+            if process.is_alive():
+                process.kill()
+                process.join(5)
+        parent.close()
+        child.close()
         if writer is not None:
             try:
                 writer.done_writing()
@@ -177,12 +199,39 @@ def run_cell(
             except flight.FlightError as exc:
                 result.errors.append(f"producer: {errors.clean_message(exc)}")
         producer.close()
-    for follower in followers_list:
-        result.received += len(follower.latencies_ns)
-        result.latencies_ms.extend(ns / 1e6 for ns in follower.latencies_ns)
-        if follower.error:
-            result.errors.append(follower.error)
     return result
+
+
+def _followers_process(
+    url: str,
+    tenant: str,
+    dataset: str,
+    count: int,
+    headers: list[tuple[bytes, bytes]],
+    conn: Connection,
+) -> None:
+    """Open ``count`` followers, say "ready" once each has a warm-up batch, wait for the
+    number of batches sent, then send back every follower's latencies and the errors."""
+    try:
+        followers = _open_followers(url, tenant, dataset, count, headers)
+    except Exception as exc:
+        conn.send(f"{type(exc).__name__}: {exc}")
+        return
+    try:
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while not all(f.ready.is_set() for f in followers) and time.monotonic() < deadline:
+            time.sleep(0.005)
+        conn.send("ready")
+        sent = conn.recv()
+        deadline = time.monotonic() + DRAIN_TIMEOUT_S
+        while time.monotonic() < deadline and any(
+            len(f.latencies_ns) < sent and f.error is None for f in followers
+        ):
+            time.sleep(0.01)
+    finally:
+        for follower in followers:
+            follower.stop()
+    conn.send(([f.latencies_ns for f in followers], [f.error for f in followers if f.error]))
 
 
 def _wait_until_listed(
