@@ -99,7 +99,7 @@ class Hub:
                     followers = list(self.followers)
                 size = batch_bytes(chunk.data)
                 for follower in followers:
-                    follower.offer(chunk.data, offset or 0, size)
+                    follower.offer(chunk.data, offset or 0, size, len(followers))
                     if follower.lagging:  # told when it next reads; it costs nothing more
                         self.leave(follower)
         except Exception as exc:
