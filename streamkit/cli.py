@@ -9,6 +9,7 @@ from streamkit.commands.bench import bench
 from streamkit.commands.ls import ls
 from streamkit.commands.publish import publish
 from streamkit.commands.query import query
+from streamkit.commands.sql import sql
 from streamkit.commands.tui import tui
 
 app = typer.Typer(
@@ -21,6 +22,7 @@ app.add_typer(gateway.app, name="gateway")
 app.add_typer(certs.app, name="certs")
 app.command("ls")(ls)
 app.command("query")(query)
+app.command("sql")(sql)
 app.command("publish")(publish)
 app.command("bench")(bench)
 app.command("tui")(tui)

@@ -23,6 +23,7 @@ MAX_NAME_CHARS = 1024
 @dataclass(frozen=True)
 class Query:
     dataset: str
+    """Empty for a ``sql`` query (its datasets are its tables)."""
     tenant: str | None = None
     columns: tuple[str, ...] | None = None
     limit: int | None = None
@@ -32,6 +33,10 @@ class Query:
     """With ``follow``: ``"start"`` (history first, the default) or ``"end"`` (new rows only)."""
     on_lag: str | None = None
     """With ``follow``: ``"error"`` (default: a lagging follower is disconnected) or ``"skip"``."""
+    where: str | None = None
+    """A SQL filter expression on the dataset, run at its connector (``amount > 100``)."""
+    sql: str | None = None
+    """One SELECT over the connector's datasets, instead of ``dataset``."""
 
     @classmethod
     def from_json(cls, obj: Any, *, allowed: frozenset[str] = frozenset()) -> Query:
@@ -42,9 +47,21 @@ class Query:
         unknown = sorted(set(obj) - known)
         if unknown:
             raise errors.invalid(f"unknown query key {unknown[0]!r}")
-        dataset = obj.get("dataset")
-        if not isinstance(dataset, str) or not dataset or len(dataset) > MAX_NAME_CHARS:
-            raise errors.invalid("'dataset' must be a non-empty string")
+        sql = obj.get("sql")
+        if sql is not None:
+            if not isinstance(sql, str) or not sql.strip():
+                raise errors.invalid("'sql' must be a non-empty string")
+            clash = sorted(set(obj) & {"dataset", "columns", "where", "follow", "limit"})
+            if clash:
+                raise errors.invalid(f"'sql' does not go with {clash[0]!r} (say it in the SQL)")
+        dataset = obj.get("dataset", "" if sql is not None else None)
+        if sql is None and (
+            not isinstance(dataset, str) or not dataset or len(dataset) > MAX_NAME_CHARS
+        ):
+            raise errors.invalid("'dataset' (or 'sql') must be a non-empty string")
+        where = obj.get("where")
+        if where is not None and (not isinstance(where, str) or not where.strip()):
+            raise errors.invalid("'where' must be a non-empty SQL expression")
         tenant = obj.get("tenant")
         if tenant is not None and (not isinstance(tenant, str) or not tenant):
             raise errors.invalid("'tenant' must be a non-empty string")
@@ -70,13 +87,15 @@ class Query:
         if (start or on_lag) and not follow:
             raise errors.invalid("'from' and 'on_lag' need \"follow\": true")
         return cls(
-            dataset=dataset,
+            dataset=str(dataset),
             tenant=tenant,
             columns=columns,
             limit=limit,
             follow=follow or None,
             from_=start,
             on_lag=on_lag,
+            where=where,
+            sql=sql,
         )
 
     @classmethod
@@ -99,6 +118,8 @@ class Query:
 
     def to_json(self) -> dict[str, Any]:
         out = {k.rstrip("_"): v for k, v in asdict(self).items() if v is not None}
+        if self.sql is not None:
+            del out["dataset"]
         if self.columns is not None:
             out["columns"] = list(self.columns)
         return out
@@ -126,7 +147,8 @@ class Query:
         return pa.schema([schema.field(c) for c in self.columns])
 
     def label(self) -> str:
-        return f"{self.tenant}/{self.dataset}" if self.tenant else self.dataset
+        name = self.dataset if self.sql is None else "sql"
+        return f"{self.tenant}/{name}" if self.tenant else name
 
 
 def _load_json(raw: bytes, what: str) -> Any:

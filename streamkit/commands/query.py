@@ -86,6 +86,15 @@ def query(
     limit: Annotated[
         int | None, typer.Option("--limit", "-n", min=0, help="At most N rows.")
     ] = None,
+    where: Annotated[
+        str | None,
+        typer.Option(
+            "--where",
+            "-w",
+            help="Only rows matching this SQL expression, filtered at the connector"
+            " (\"amount > 100 AND region = 'EU'\"); with --follow too.",
+        ),
+    ] = None,
     output: Annotated[
         Path | None,
         typer.Option("--output", "-o", help="Write to FILE (replaced when complete), not stdout."),
@@ -121,7 +130,7 @@ def query(
     if follow and not to_stdout:
         typer.echo("streamkit: --follow writes to stdout; redirect it to a file", err=True)
         raise typer.Exit(EXIT_USAGE)
-    fmt = _resolve_format(format, None if to_stdout else output)
+    fmt = resolve_format(format, None if to_stdout else output)
     if follow and fmt is Format.table:
         fmt = Format.csv  # followed rows are printed as they come: CSV text, header once
     if follow and fmt is Format.parquet:
@@ -147,17 +156,18 @@ def query(
             follow=follow or None,
             from_=start.value if start else None,
             on_lag=on_lag.value if on_lag else None,
+            where=where,
         )
         with (
             GatewayClient(gateway, token=token, tls_ca=tls_ca) as client,
-            _sink(None if to_stdout else output) as sink,
+            open_sink(None if to_stdout else output) as sink,
         ):
             if follow:
                 _follow(client, q, fmt, sink)
             elif fmt is Format.table:
-                _preview(client, q, sink)
+                write_preview(client, q, sink)
             else:
-                _stream(client, q, fmt, sink)
+                write_stream(client, q, fmt, sink)
 
 
 query.__doc__ = HELP
@@ -219,7 +229,7 @@ def _note_skipped(skipped: int) -> None:
         )
 
 
-def _resolve_format(given: Format | None, output: Path | None) -> Format:
+def resolve_format(given: Format | None, output: Path | None) -> Format:
     if given is not None:
         return given
     if output is not None:
@@ -236,7 +246,7 @@ def _resolve_format(given: Format | None, output: Path | None) -> Format:
 
 
 @contextmanager
-def _sink(path: Path | None) -> Iterator[BinaryIO]:
+def open_sink(path: Path | None) -> Iterator[BinaryIO]:
     """stdout, or a temporary file next to ``path`` renamed over it once complete."""
     if path is None:
         yield sys.stdout.buffer
@@ -257,7 +267,7 @@ def _sink(path: Path | None) -> Iterator[BinaryIO]:
         partial.unlink(missing_ok=True)
 
 
-def _stream(client: GatewayClient, q: Query, fmt: Format, sink: BinaryIO) -> None:
+def write_stream(client: GatewayClient, q: Query, fmt: Format, sink: BinaryIO) -> None:
     info, reader = client.open(q)
     total = info.total_records if info.total_records >= 0 else None
     complete = False
@@ -274,7 +284,7 @@ def _stream(client: GatewayClient, q: Query, fmt: Format, sink: BinaryIO) -> Non
             reader.cancel()
 
 
-def _preview(client: GatewayClient, q: Query, sink: BinaryIO) -> None:
+def write_preview(client: GatewayClient, q: Query, sink: BinaryIO) -> None:
     """The first rows as a rich table; a note on stderr says how many more there are."""
     from rich.console import Console
     from rich.markup import escape

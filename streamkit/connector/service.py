@@ -5,10 +5,12 @@ no gRPC hop) both call it; errors are the contract's Flight errors either way.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.flight as flight
@@ -18,7 +20,7 @@ from streamkit.catalog import Catalog, Entry, safe_name
 from streamkit.connector.live_streams import follow_file, follow_live, take_put
 from streamkit.flight_streams import Chunk, Item
 from streamkit.live import LiveDataset, LiveRegistry
-from streamkit.live_wire import LIVE_INFO_METADATA
+from streamkit.live_wire import LIVE_INFO_METADATA, batch_metadata, skipped_rows
 from streamkit.query import Query
 from streamkit.readers import (
     DEFAULT_BATCH_BYTES,
@@ -28,6 +30,11 @@ from streamkit.readers import (
     Readers,
 )
 from streamkit.shaping import Shaper, shape
+
+if TYPE_CHECKING:
+    from datafusion import DataFrame
+
+    from streamkit.sql import BatchFilter, SqlEngine
 
 log = logging.getLogger("streamkit.connector")
 
@@ -57,7 +64,11 @@ class Connector:
         self.stopping = threading.Event()
 
     def flight_info(self, query: Query) -> flight.FlightInfo:
+        if query.sql is not None or (query.where and not query.follow):
+            return self._sql_info(query)
         entry, info = self._resolve(query)
+        if query.where:
+            self._filter(query, query.projected(info.schema))  # a bad filter fails now
         return self._flight_info(entry, info, query)
 
     def list_flights(self, prefix: str = "") -> Iterator[flight.FlightInfo]:
@@ -78,10 +89,13 @@ class Connector:
 
     def open(self, query: Query, should_stop: Callable[[], bool] = lambda: False) -> Opened:
         """The query's batches; ``should_stop`` ends them early (checked between batches)."""
-        entry, info = self._resolve(query)
-
         def stop() -> bool:
             return self.stopping.is_set() or should_stop()
+
+        if query.sql is not None or (query.where and not query.follow):
+            schema, batches = self.sql.batches(self._frame(query), stop)
+            return Opened(schema, _clean_errors(batches, query.label()))
+        entry, info = self._resolve(query)
 
         live = self._live(query.dataset) if entry.format == "live" else None
         if live is None and not query.follow:
@@ -95,6 +109,8 @@ class Connector:
             items = follow_live(live, query, stop) if query.follow else live.history()
         else:
             items = follow_file(entry, info.schema, query, stop)
+        if query.where:
+            items = _filtered(items, self._filter(query, info.schema))
         shaped = shape(iter(items), Shaper(query.columns, query.limit, entry.name))
         return Opened(schema, _clean_errors(shaped, entry.name))
 
@@ -150,6 +166,43 @@ class Connector:
             return _live_entry(live), _live_info(live)
         return entry, self.readers.info(entry)
 
+    @functools.cached_property
+    def sql(self) -> SqlEngine:
+        """The SQL engine (DataFusion), loaded by the first query that needs it."""
+        from streamkit.sql import SqlEngine
+
+        def live_entry(name: str) -> Entry | None:
+            live = self._live(name)
+            return _live_entry(live) if live is not None else None
+
+        return SqlEngine(self.catalog, self._reader_for_sql, live_entry)
+
+    def _frame(self, query: Query) -> DataFrame:
+        if query.sql is not None:
+            return self.sql.plan(query.sql)
+        self._resolve(query)  # an unknown dataset is "not found" before any SQL
+        return self.sql.filtered(query.dataset, query.where, query.columns, query.limit)
+
+    def _sql_info(self, query: Query) -> flight.FlightInfo:
+        schema = self._frame(query).schema()
+        endpoint = flight.FlightEndpoint(query.to_ticket(), [])
+        return flight.FlightInfo(schema, query.to_descriptor(), [endpoint], -1, -1)
+
+    def _filter(self, query: Query, schema: pa.Schema) -> BatchFilter:
+        from streamkit.sql import BatchFilter
+
+        assert query.where is not None
+        return BatchFilter(query.where, schema)
+
+    def _reader_for_sql(self, entry: Entry) -> pa.RecordBatchReader:
+        """A dataset the engine cannot scan itself (JSON arrays, live datasets)."""
+        live = self._live(entry.name) if entry.format == "live" else None
+        if live is not None:
+            assert live.schema is not None
+            return pa.RecordBatchReader.from_batches(live.schema, live.history())
+        stream = self.readers.open(entry)
+        return pa.RecordBatchReader.from_batches(stream.schema, stream.batches)
+
     def _live(self, name: str) -> LiveDataset | None:
         live = self.live.get(name)
         return live if live is not None and live.schema is not None else None
@@ -200,6 +253,17 @@ def _live_entry(live: LiveDataset) -> Entry:
 def _live_info(live: LiveDataset) -> DatasetInfo:
     assert live.schema is not None
     return DatasetInfo(live.schema, live.rows, live.size)
+
+
+def _filtered(items: Iterable[Item], keep: BatchFilter) -> Iterator[Item]:
+    """Followed batches, ``where`` applied; their row offsets no longer hold (kept rows are
+    not consecutive), so only ``skipped`` stays in their metadata."""
+    for item in items:
+        batch, metadata = item if isinstance(item, tuple) else (item, None)
+        kept = keep(batch)
+        skipped = skipped_rows(metadata)
+        if kept.num_rows or skipped:
+            yield kept, batch_metadata(skipped=skipped)
 
 
 def _clean_errors(items: Iterator[Item], name: str) -> Iterator[Item]:

@@ -86,7 +86,7 @@ class Forwarder:
     def open(self, query: Query, identity: Identity, peer: str, surface: str) -> Stream:
         """Admit ``query`` and open its upstream stream (blocking: a worker thread's job)."""
         tenant = self._admitted_tenant(query, identity)
-        record = RequestRecord(surface, query.tenant, query.dataset)
+        record = RequestRecord(surface, query.tenant, query.dataset or "(sql)")
         try:
             release = self.access.limits.acquire_stream(tenant, identity.caller(peer))
         except errors.StreamkitError as exc:

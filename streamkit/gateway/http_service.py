@@ -20,6 +20,7 @@ from streamkit.query import Query
 from streamkit.security import bearer_token, same_secret
 
 log = logging.getLogger("streamkit.gateway")
+MAX_SQL_BODY_BYTES = 64 * 1024
 
 # The dashboard: shipped inside the package by a wheel, beside it in a source checkout.
 WEB_ROOT = Path(__file__).resolve().parent.parent / "web"
@@ -63,6 +64,8 @@ def make_http_app(context: WebContext) -> web.Application:
     app.router.add_get("/ws", websocket)
     app.router.add_get(dialout.PATH, connect)
     app.router.add_get("/api/stream/{tenant}/{dataset:.+}", stream)
+    app.router.add_get("/api/sql/{tenant}", sql)
+    app.router.add_post("/api/sql/{tenant}", sql)
     app.router.add_get("/{path:.*}", static_file)
     return app
 
@@ -135,8 +138,8 @@ async def connect(request: web.Request) -> web.StreamResponse:
 
 
 async def stream(request: web.Request) -> web.StreamResponse:
-    """``GET /api/stream/TENANT/DATASET?columns=a,b&limit=N``: a chunked Arrow IPC stream."""
-    context = request.app[CONTEXT]
+    """``GET /api/stream/TENANT/DATASET?columns=a,b&limit=N&where=EXPR``: a chunked Arrow
+    IPC stream."""
     fields: dict[str, object] = {
         "tenant": request.match_info["tenant"],
         "dataset": request.match_info["dataset"],
@@ -148,8 +151,30 @@ async def stream(request: web.Request) -> web.StreamResponse:
             fields["limit"] = int(request.query["limit"])
         except ValueError:
             raise errors.invalid("'limit' must be an integer") from None
+    if request.query.get("where"):
+        fields["where"] = request.query["where"]
+    return await _forward(request, Query.from_json(fields))
+
+
+async def sql(request: web.Request) -> web.StreamResponse:
+    """``GET /api/sql/TENANT?q=SELECT…`` or ``POST`` with the SQL as the body: the result as
+    a chunked Arrow IPC stream, run at the tenant's connector."""
+    if request.method == "POST":
+        if (request.content_length or 0) > MAX_SQL_BODY_BYTES:
+            raise errors.invalid(f"the SQL is longer than {MAX_SQL_BODY_BYTES} bytes")
+        text = (await request.content.read(MAX_SQL_BODY_BYTES + 1)).decode("utf-8", "replace")
+        if len(text) > MAX_SQL_BODY_BYTES:
+            raise errors.invalid(f"the SQL is longer than {MAX_SQL_BODY_BYTES} bytes")
+    else:
+        text = request.query.get("q", "")
+    return await _forward(
+        request, Query.from_json({"tenant": request.match_info["tenant"], "sql": text})
+    )
+
+
+async def _forward(request: web.Request, query: Query) -> web.StreamResponse:
+    context = request.app[CONTEXT]
     identity = request_identity(request)
-    query = Query.from_json(fields)
     loop = asyncio.get_running_loop()
     opened = await loop.run_in_executor(
         context.pool, context.forwarder.open, query, identity, request.remote or "", "http"

@@ -134,7 +134,8 @@ class Upstreams:
             info = tenant.remote().get_flight_info(
                 upstream.to_descriptor(), tenant.options(self.call_timeout)
             )
-        self._note_live(tenant, query.dataset, info)
+        if query.sql is None and not query.where:  # a filter's info says nothing of liveness
+            self._note_live(tenant, query.dataset, info)
         return info
 
     def list_flights(self, tenant: Tenant, timeout: float | None = None) -> list[flight.FlightInfo]:
@@ -160,7 +161,9 @@ class Upstreams:
             if tenant.embedded is not None:
                 return LocalStream(tenant.embedded, upstream)
             client = tenant.remote()
-            if query.follow and self._is_live(tenant, query):
+            # A filtered follow is the connector's to filter (the gateway runs no SQL), so
+            # it has an upstream follow of its own instead of a share of the hub's.
+            if query.follow and not query.where and self._is_live(tenant, query):
                 return self.hubs.follow(
                     (tenant.name, query.dataset),
                     query,
