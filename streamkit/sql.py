@@ -7,14 +7,13 @@ table function is registered, so the engine sees the datasets and nothing else. 
 registered as the query names them, through the connector's catalog (which never leaves its root):
 Parquet and Arrow files, CSV/TSV and JSON Lines through DataFusion's own streaming readers
 (projection and filters pushed down), the rest (JSON arrays, live datasets) read into memory
-up to ``MAX_IN_MEMORY_BYTES``. Each query has its own memory pool (``memory_limit``; past it,
-sorts and joins spill into the connector's spill folder, else the query fails ``invalid``).
+up to ``MAX_IN_MEMORY_BYTES``. Each query has its own memory pool (``memory_limit``): past
+it the query fails ``invalid``, or, if the connector has a spill folder, spills there.
 """
 
 from __future__ import annotations
 
 import re
-import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Literal
@@ -70,16 +69,17 @@ class SqlEngine:
     ) -> None:
         """``live_entry``: the pseudo entry of a published live dataset, or None."""
         self.catalog, self.open_reader, self.live_entry = catalog, open_reader, live_entry
-        self.memory_limit = memory_limit
-        self.spill_dir = spill_dir or Path(tempfile.gettempdir())
+        # Without a spill folder a query that outgrows its pool fails at once: DataFusion
+        # bounds spill files by nothing, so spilling is for connectors that choose a disk.
+        self.memory_limit, self.spill_dir = memory_limit, spill_dir
 
     def context(self, partitions: int = 2) -> SessionContext:
         """A session of its own for one query: its memory pool, no tables yet."""
-        runtime = (
-            RuntimeEnvBuilder()
-            .with_fair_spill_pool(self.memory_limit)
-            .with_temp_file_path(str(self.spill_dir))
-        )
+        runtime = RuntimeEnvBuilder().with_fair_spill_pool(self.memory_limit)
+        if self.spill_dir is None:
+            runtime = runtime.with_disk_manager_disabled()
+        else:
+            runtime = runtime.with_temp_file_path(str(self.spill_dir))
         config = SessionConfig().with_information_schema(False).with_target_partitions(partitions)
         return SessionContext(config, runtime)
 
@@ -248,6 +248,8 @@ class engine_errors:
         if field:
             raise errors.invalid(f"no column {field.group(2)!r}") from None
         message = re.sub(r"^(DataFusion error: )?", "", message)
-        if "Resources exhausted" in message:
-            raise errors.invalid(f"the query needs more memory than allowed: {message}") from None
+        if "Resources exhausted" in message or "cannot spill" in message:
+            raise errors.invalid(
+                "the query needs more memory than this connector allows a query"
+            ) from None
         raise errors.invalid(f"sql: {message}") from None

@@ -71,6 +71,19 @@ def serve(
     tls_ca: Annotated[
         Path | None, typer.Option(help="With --dial wss://: the CA that signed the gateway.")
     ] = None,
+    sql_memory_mb: Annotated[
+        int,
+        typer.Option(
+            min=16, help="Memory each SQL query may use before it spills to disk or fails."
+        ),
+    ] = 256,
+    spill_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="Let SQL queries that outgrow their memory spill into this folder (its size"
+            " is not bounded); without it they fail."
+        ),
+    ] = None,
 ) -> None:
     """Serve ROOT's CSV, JSON, Parquet and Arrow files as Flight datasets."""
     from streamkit.connector import ConnectorServer
@@ -79,6 +92,8 @@ def serve(
     log_crashes()
     if not root.is_dir():
         raise fail(f"{root}: not a folder")
+    if spill_dir is not None and not spill_dir.is_dir():
+        raise fail(f"--spill-dir {spill_dir}: not a folder")
     if (tls_cert is None) != (tls_key is None):
         raise fail("--tls-cert and --tls-key go together")
     if tls_client_ca is not None and tls_cert is None:
@@ -127,6 +142,8 @@ def serve(
             location,
             batch_rows=batch_rows,
             batch_bytes=batch_bytes,
+            sql_memory=sql_memory_mb * 1024 * 1024,
+            spill_dir=spill_dir,
             token=secret.value if secret else None,
             allow=allow or None,
             tls_cert=tls_cert,

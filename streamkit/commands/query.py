@@ -9,6 +9,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from enum import StrEnum
 from pathlib import Path
 from typing import IO, Annotated, Any, BinaryIO, cast
@@ -292,7 +293,9 @@ def write_preview(client: GatewayClient, q: Query, sink: BinaryIO) -> None:
 
     info = client.info(q)
     shown = PREVIEW_ROWS if q.limit is None else min(q.limit, PREVIEW_ROWS)
-    _, reader = client.open(Query(q.dataset, q.tenant, q.columns, shown + 1))
+    # One row more than shown says whether there are more (SQL says its own LIMIT: its
+    # stream is cancelled once the rows are in).
+    _, reader = client.open(q if q.sql is not None else replace(q, limit=shown + 1))
     rows: list[dict[str, str | None]] = []
     with client.errors():
         for batch in read_chunks(reader):

@@ -4,6 +4,7 @@ a root folder, each a thin translation of :class:`~streamkit.connector.service.C
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -27,11 +28,20 @@ class ConnectorServer(BaseFlightServer):
         batch_rows: int = DEFAULT_BATCH_ROWS,
         batch_bytes: int = DEFAULT_BATCH_BYTES,
         token: str | None = None,
+        sql_memory: int | None = None,
+        spill_dir: Path | None = None,
         **kwargs: Any,
     ) -> None:
         """``token``: a shared secret every call must bring (``Authorization: Bearer``);
+        ``sql_memory``, ``spill_dir``: each SQL query's memory pool and spill folder;
         ``kwargs``: ``allow``, ``tls_cert``, ``tls_key``, ``tls_client_ca`` (see base)."""
-        self.connector = Connector(root, batch_rows=batch_rows, batch_bytes=batch_bytes)
+        self.connector = Connector(
+            root,
+            batch_rows=batch_rows,
+            batch_bytes=batch_bytes,
+            sql_memory=sql_memory,
+            spill_dir=spill_dir,
+        )
         self.live = self.connector.live
         self.token = token
         super().__init__(location, **kwargs)

@@ -10,6 +10,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
@@ -39,7 +40,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("streamkit.connector")
 
 
-
 @dataclass(frozen=True)
 class Opened:
     """An open dataset stream: a C++ reader, or Python items (batches, maybe with metadata)."""
@@ -55,7 +55,12 @@ class Connector:
         *,
         batch_rows: int = DEFAULT_BATCH_ROWS,
         batch_bytes: int = DEFAULT_BATCH_BYTES,
+        sql_memory: int | None = None,
+        spill_dir: Path | None = None,
     ) -> None:
+        """``sql_memory``: bytes each SQL query may hold before it spills (into
+        ``spill_dir``, default a private temporary folder) or fails."""
+        self.sql_memory, self.spill_dir = sql_memory, spill_dir
         self.catalog = Catalog(root)
         self.readers = Readers(
             str(self.catalog.root), batch_rows=batch_rows, batch_bytes=batch_bytes
@@ -89,6 +94,7 @@ class Connector:
 
     def open(self, query: Query, should_stop: Callable[[], bool] = lambda: False) -> Opened:
         """The query's batches; ``should_stop`` ends them early (checked between batches)."""
+
         def stop() -> bool:
             return self.stopping.is_set() or should_stop()
 
@@ -175,7 +181,15 @@ class Connector:
             live = self._live(name)
             return _live_entry(live) if live is not None else None
 
-        return SqlEngine(self.catalog, self._reader_for_sql, live_entry)
+        from streamkit.sql import DEFAULT_MEMORY_LIMIT
+
+        return SqlEngine(
+            self.catalog,
+            self._reader_for_sql,
+            live_entry,
+            memory_limit=self.sql_memory or DEFAULT_MEMORY_LIMIT,
+            spill_dir=self.spill_dir,
+        )
 
     def _frame(self, query: Query) -> DataFrame:
         if query.sql is not None:
