@@ -353,3 +353,51 @@ def _percentile(ordered: list[float], pct: float) -> float:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).split(". gRPC client debug context:")[0]
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+FILTER = "value < 0.01"  # the bench dataset's ``value`` is uniform in [0, 1): keeps 1 %
+
+
+@dataclass
+class FilterResult:
+    """The same 1 % filter run at the connector (``where``) and on the client."""
+
+    pushed_s: list[float]
+    client_s: list[float]
+    rows: int
+
+    def to_json(self) -> dict[str, Any]:
+        pushed, client = statistics.median(self.pushed_s), statistics.median(self.client_s)
+        return {
+            "filter": FILTER,
+            "rows_kept": self.rows,
+            "pushed_median_s": round(pushed, 6),
+            "client_median_s": round(client, 6),
+            "client_over_pushed": round(client / pushed, 2) if pushed > 0 else None,
+        }
+
+
+def filter_pushdown(url: str, path: list[str], runs: int) -> FilterResult:
+    """``where`` at the connector vs reading everything and filtering with pyarrow."""
+    import pyarrow.compute as pc
+
+    tenant, dataset = path
+    pushed: list[float] = []
+    on_client: list[float] = []
+    rows = 0
+    with flight.connect(url) as client:
+        for _ in range(runs):
+            started = time.perf_counter()
+            command = {"tenant": tenant, "dataset": dataset, "where": FILTER}
+            info = client.get_flight_info(flight.FlightDescriptor.for_command(json.dumps(command)))
+            rows = client.do_get(info.endpoints[0].ticket).read_all().num_rows
+            pushed.append(time.perf_counter() - started)
+            started = time.perf_counter()
+            info = client.get_flight_info(flight.FlightDescriptor.for_path(tenant, dataset))
+            kept = 0
+            for chunk in client.do_get(info.endpoints[0].ticket):
+                kept += chunk.data.filter(pc.less(chunk.data["value"], 0.01)).num_rows
+            on_client.append(time.perf_counter() - started)
+            if kept != rows:
+                raise FetchError(f"the pushed filter kept {rows} rows, the client's {kept}")
+    return FilterResult(pushed, on_client, rows)

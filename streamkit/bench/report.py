@@ -199,6 +199,15 @@ def render(report: dict[str, Any]) -> None:
         )
         for message in conc["error_messages"]:
             console.print(f"  [red]error:[/] {message}")
+    pushdown = report.get("filter_pushdown")
+    if pushdown and "error" in pushdown:
+        console.print(f"filter at the connector: [red]failed: {pushdown['error']}[/]")
+    elif pushdown:
+        console.print(
+            f"a 1 % filter ({pushdown['filter']}, {pushdown['rows_kept']:,} rows):"
+            f" at the connector {_s(pushdown['pushed_median_s'])}, on the client"
+            f" {_s(pushdown['client_median_s'])} ({pushdown['client_over_pushed']}x)"
+        )
     rss = report["peak_rss_bytes"].get("gateway")
     if rss:
         console.print(

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
+import pyarrow.flight as flight
 import typer
 
 from streamkit.bench import measure, report
@@ -243,6 +244,13 @@ def _local(size: int, runs: int, clients: int, client_rows: int | None) -> dict[
                     servers.gateway_url, [servers.tenant, DATASET], clients, client_rows, progress
                 )
                 clients_rss = dict(rss.peak)
+            progress.say("a 1 % filter: at the connector vs on the client")
+            try:
+                pushdown = measure.filter_pushdown(
+                    servers.gateway_url, [servers.tenant, DATASET], runs
+                ).to_json()
+            except (measure.FetchError, flight.FlightError) as exc:
+                pushdown = {"error": str(exc).split("\n")[0]}
             logs = {p.name: p.stderr.splitlines()[-5:] for p in servers.processes}
         finally:
             progress.say("stopping servers")
@@ -260,6 +268,7 @@ def _local(size: int, runs: int, clients: int, client_rows: int | None) -> dict[
         peak_rss=peak,
         urls=urls,
     )
+    body["filter_pushdown"] = pushdown
     if any(result.error for result in paths.values()):
         body["server_logs"] = logs  # the servers' last words, to explain a failed path
     return body
