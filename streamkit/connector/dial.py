@@ -123,7 +123,7 @@ class Dialer:
                     log.warning("cannot reach the gateway at %s: %s", self.url, exc)
                 failures += 1
             if failures:
-                delay = min(MAX_BACKOFF_SECONDS, 0.2 * 2**min(failures, 5))
+                delay = min(MAX_BACKOFF_SECONDS, 0.2 * 2 ** min(failures, 5))
                 await asyncio.sleep(random.uniform(delay / 2, delay))
 
     async def _tunnel(self, session: aiohttp.ClientSession) -> bool:
