@@ -80,7 +80,13 @@ class SqlEngine:
             runtime = runtime.with_disk_manager_disabled()
         else:
             runtime = runtime.with_temp_file_path(str(self.spill_dir))
-        config = SessionConfig().with_information_schema(False).with_target_partitions(partitions)
+        config = (
+            SessionConfig()
+            .with_information_schema(False)
+            .with_target_partitions(partitions)
+            # Parquet strings as the file has them (string, not DataFusion's string_view).
+            .set("datafusion.execution.parquet.schema_force_view_types", "false")
+        )
         return SessionContext(config, runtime)
 
     def plan(self, sql: str) -> DataFrame:

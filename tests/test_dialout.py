@@ -518,3 +518,18 @@ def test_a_hostile_tunnel_does_not_take_the_gateway_down(tmp_path):
             wait_dialed_in(gateway)
             table = wait_for(lambda: _try(lambda: served(client, "plant", "sensors")), 15, "real")
             assert table.equals(SENSORS)
+
+
+def test_sql_and_where_through_a_tunnel(plant):
+    gateway, _ = plant
+    statement = "SELECT sensor, count(*) AS n FROM sensors GROUP BY sensor"
+    with flight.connect(gateway.flight_url) as client:
+        command = json.dumps({"tenant": "plant", "sql": statement})
+        info = client.get_flight_info(flight.FlightDescriptor.for_command(command))
+        table = client.do_get(info.endpoints[0].ticket).read_all()
+        assert sum(table["n"].to_pylist()) == SENSORS.num_rows
+        command = json.dumps({"tenant": "plant", "dataset": "sensors", "where": "humidity > 50"})
+        info = client.get_flight_info(flight.FlightDescriptor.for_command(command))
+        kept = client.do_get(info.endpoints[0].ticket).read_all()
+        expected = SENSORS.filter(pa.compute.greater(SENSORS["humidity"], 50))
+        assert kept.equals(expected)

@@ -358,3 +358,29 @@ def test_50_concurrent_sql_streams(gateway):
     with ThreadPoolExecutor(50) as pool:
         tables = list(pool.map(one, range(50)))
     assert all(t.equals(expected) for t in tables)
+
+
+def test_where_keeps_every_column_type(tmp_path):
+    import decimal
+
+    table = pa.table(
+        {
+            "n": pa.array(range(6), pa.int32()),
+            "kind": pa.array(["a", "b", "a", "c", "b", "a"]).dictionary_encode(),
+            "at": pa.array([i * 1000 for i in range(6)], pa.timestamp("ms", "Europe/Madrid")),
+            "price": pa.array([decimal.Decimal(f"{i}.25") for i in range(6)], pa.decimal128(9, 2)),
+            "tags": pa.array([[str(i)] * i for i in range(6)], pa.list_(pa.string())),
+            "label": pa.array([f"x{i}" for i in range(6)], pa.large_string()),
+        }
+    )
+    pq.write_table(table, tmp_path / "typed.parquet", store_schema=True)
+    with (
+        running_connector(tmp_path) as connector,
+        running_gateway({"t": f"grpc://127.0.0.1:{connector.port}"}) as gw,
+        flight.connect(gw.flight_url) as client,
+    ):
+        info = client.get_flight_info(flight.FlightDescriptor.for_path("t", "typed"))
+        full = client.do_get(info.endpoints[0].ticket).read_all()
+        kept = filtered(client, "t", dataset="typed", where="n % 2 = 0")
+    assert kept.schema == full.schema
+    assert kept.to_pylist() == [row for row in full.to_pylist() if row["n"] % 2 == 0]

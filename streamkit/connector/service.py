@@ -100,6 +100,9 @@ class Connector:
 
         if query.sql is not None or (query.where and not query.follow):
             schema, batches = self.sql.batches(self._frame(query), stop)
+            if query.sql is None:  # a filtered dataset keeps the dataset's own types
+                schema = query.projected(self._resolve(query)[1].schema)
+                batches = _cast(batches, schema)
             return Opened(schema, _clean_errors(batches, query.label()))
         entry, info = self._resolve(query)
 
@@ -199,6 +202,8 @@ class Connector:
 
     def _sql_info(self, query: Query) -> flight.FlightInfo:
         schema = self._frame(query).schema()
+        if query.sql is None:
+            schema = query.projected(self._resolve(query)[1].schema)
         endpoint = flight.FlightEndpoint(query.to_ticket(), [])
         return flight.FlightInfo(schema, query.to_descriptor(), [endpoint], -1, -1)
 
@@ -267,6 +272,11 @@ def _live_entry(live: LiveDataset) -> Entry:
 def _live_info(live: LiveDataset) -> DatasetInfo:
     assert live.schema is not None
     return DatasetInfo(live.schema, live.rows, live.size)
+
+
+def _cast(batches: Iterator[pa.RecordBatch], schema: pa.Schema) -> Iterator[pa.RecordBatch]:
+    for batch in batches:
+        yield batch if batch.schema == schema else batch.cast(schema)
 
 
 def _filtered(items: Iterable[Item], keep: BatchFilter) -> Iterator[Item]:
