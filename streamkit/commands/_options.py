@@ -1,4 +1,5 @@
-"""Options every client command shares: where the gateway is and how to prove who we are."""
+"""Options client commands share: where the gateway is, how to prove who we are, and (for
+the commands that print data) the output format and file."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+
+from streamkit.formats import Format
 
 GatewayOption = Annotated[
     str | None,
@@ -20,4 +23,19 @@ TokenOption = Annotated[
 ]
 TlsCaOption = Annotated[
     Path | None, typer.Option(help="CA certificate to verify a grpc+tls:// gateway.")
+]
+FormatOption = Annotated[
+    Format | None,
+    typer.Option(
+        "--format",
+        "-f",
+        case_sensitive=False,
+        help="Output format (default: table on a terminal, csv when piped, or from the"
+        " --output extension).",
+        show_default=False,
+    ),
+]
+OutputOption = Annotated[
+    Path | None,
+    typer.Option("--output", "-o", help="Write to FILE (replaced when complete), not stdout."),
 ]

@@ -26,7 +26,13 @@ from streamkit.client import (
     parse_target,
     read_chunks,
 )
-from streamkit.commands._options import GatewayOption, TlsCaOption, TokenOption
+from streamkit.commands._options import (
+    FormatOption,
+    GatewayOption,
+    OutputOption,
+    TlsCaOption,
+    TokenOption,
+)
 from streamkit.commands._progress import Progress
 from streamkit.commands._run import reported
 from streamkit.formats import (
@@ -70,17 +76,7 @@ disconnected (exit 4), or with --on-lag skip jumps ahead with a note on stderr.
 
 def query(
     target: Annotated[str, typer.Argument(metavar="TENANT/DATASET", help="What to read.")],
-    format: Annotated[
-        Format | None,
-        typer.Option(
-            "--format",
-            "-f",
-            case_sensitive=False,
-            help="Output format (default: table on a terminal, csv when piped, or from the"
-            " --output extension).",
-            show_default=False,
-        ),
-    ] = None,
+    format: FormatOption = None,
     columns: Annotated[
         str | None, typer.Option("--columns", "-c", help="Only these columns: a,b,c.")
     ] = None,
@@ -96,10 +92,7 @@ def query(
             " (\"amount > 100 AND region = 'EU'\"); with --follow too.",
         ),
     ] = None,
-    output: Annotated[
-        Path | None,
-        typer.Option("--output", "-o", help="Write to FILE (replaced when complete), not stdout."),
-    ] = None,
+    output: OutputOption = None,
     gateway: GatewayOption = None,
     token: TokenOption = None,
     tls_ca: TlsCaOption = None,
@@ -137,12 +130,7 @@ def query(
     if follow and fmt is Format.parquet:
         typer.echo("streamkit: --follow cannot write parquet (it ends only at the end)", err=True)
         raise typer.Exit(EXIT_USAGE)
-    if fmt in (Format.arrow, Format.parquet) and to_stdout and sys.stdout.isatty():
-        typer.echo(
-            f"streamkit: not writing binary {fmt.value} to a terminal; pipe it or use --output",
-            err=True,
-        )
-        raise typer.Exit(EXIT_USAGE)
+    refuse_binary_to_terminal(fmt, to_stdout)
     # Ctrl-C is how a follow ends: quietly, with exit 130.
     with reported(interrupted=None if follow else "interrupted"):
         tenant, dataset = parse_target(target)
@@ -228,6 +216,15 @@ def _note_skipped(skipped: int) -> None:
             f"streamkit: skipped {skipped:,} rows (this reader fell behind the live dataset)",
             err=True,
         )
+
+
+def refuse_binary_to_terminal(fmt: Format, to_stdout: bool) -> None:
+    if fmt in (Format.arrow, Format.parquet) and to_stdout and sys.stdout.isatty():
+        typer.echo(
+            f"streamkit: not writing binary {fmt.value} to a terminal; pipe it or use --output",
+            err=True,
+        )
+        raise typer.Exit(EXIT_USAGE)
 
 
 def resolve_format(given: Format | None, output: Path | None) -> Format:

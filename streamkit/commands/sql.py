@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from streamkit.client import EXIT_CODES_HELP, EXIT_USAGE, GatewayClient
-from streamkit.commands._options import GatewayOption, TlsCaOption, TokenOption
+from streamkit.client import EXIT_CODES_HELP, GatewayClient
+from streamkit.commands._options import (
+    FormatOption,
+    GatewayOption,
+    OutputOption,
+    TlsCaOption,
+    TokenOption,
+)
 from streamkit.commands._run import reported
-from streamkit.commands.query import open_sink, resolve_format, write_preview, write_stream
+from streamkit.commands.query import (
+    open_sink,
+    refuse_binary_to_terminal,
+    resolve_format,
+    write_preview,
+    write_stream,
+)
 from streamkit.formats import Format
 from streamkit.query import Query
 
@@ -25,33 +35,15 @@ def sql(
             help='One SELECT; datasets are tables, names with / quoted: "sales/2024".',
         ),
     ],
-    format: Annotated[
-        Format | None,
-        typer.Option(
-            "--format",
-            "-f",
-            case_sensitive=False,
-            help="Output format (default: table on a terminal, csv when piped, or from the"
-            " --output extension).",
-            show_default=False,
-        ),
-    ] = None,
-    output: Annotated[
-        Path | None,
-        typer.Option("--output", "-o", help="Write to FILE (replaced when complete), not stdout."),
-    ] = None,
+    format: FormatOption = None,
+    output: OutputOption = None,
     gateway: GatewayOption = None,
     token: TokenOption = None,
     tls_ca: TlsCaOption = None,
 ) -> None:
     to_stdout = output is None or str(output) == "-"
     fmt = resolve_format(format, None if to_stdout else output)
-    if fmt in (Format.arrow, Format.parquet) and to_stdout and sys.stdout.isatty():
-        typer.echo(
-            f"streamkit: not writing binary {fmt.value} to a terminal; pipe it or use --output",
-            err=True,
-        )
-        raise typer.Exit(EXIT_USAGE)
+    refuse_binary_to_terminal(fmt, to_stdout)
     with reported():
         q = Query(dataset="", tenant=tenant, sql=statement)
         with (
