@@ -11,6 +11,9 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
 import pytest
 from browser_helpers import (
     ARTIFACTS,
@@ -107,6 +110,27 @@ def run_query(page, transport: str = "http", limit: int | None = None) -> None:
     if limit is not None:
         page.fill("#limit", str(limit))
     page.click("#run")
+
+
+def run_filter(page, where: str, transport: str = "http") -> None:
+    page.fill("#where", where)
+    run_query(page, transport)
+
+
+def run_sql(page, sql: str, transport: str = "http") -> None:
+    page.check(f"input[name=transport][value={transport}]")
+    page.fill("#sql", sql)
+    page.click("#sql-run")
+
+
+def table_header(page) -> list[str]:
+    return page.eval_on_selector_all("#rows thead .col-name", "es => es.map(e => e.textContent)")
+
+
+def table_cells(page) -> list[list[str]]:
+    return page.eval_on_selector_all(
+        "#rows tbody tr", "trs => trs.map(tr => [...tr.cells].map(td => td.textContent))"
+    )
 
 
 def wait_for_state(page, *states: str, timeout: float = TIMEOUT_MS) -> str:
@@ -424,3 +448,186 @@ def test_cancel_while_waiting_for_the_first_live_row(page, tmp_path):
         run_query(page, "ws")  # the socket is free again
         assert wait_for_state(page, "done", "error") == "done"
         assert shown_rows(page) == 1
+
+
+# --- SQL at the connector: the filter box (`where`) and the SQL box (`sql`) ---------------------
+
+FILTER = "temperature > 24.5 AND humidity < 40 AND sensor = 'line-1'"
+
+
+@pytest.mark.parametrize("transport", ["http", "ws"])
+def test_a_filter_keeps_only_the_matching_rows(page, demo, transport):
+    sensors = pq.read_table(DEMO_DATA / "sensors.parquet")
+    keep = pc.and_(
+        pc.and_(pc.greater(sensors["temperature"], 24.5), pc.less(sensors["humidity"], 40)),
+        pc.equal(sensors["sensor"], "line-1"),
+    )
+    expected = sensors.filter(keep).num_rows
+    assert 100 < expected < SENSORS_ROWS  # the table shows 100 of them; the filter drops some
+
+    open_dashboard(page, demo, "demo", "sensors")
+    run_filter(page, FILTER, transport)
+
+    assert wait_for_state(page, "done", "error") == "done"
+    assert shown_rows(page) == expected
+    assert page.evaluate("window.streamkit.lastRun")["rows"] == expected
+    assert page.inner_text("#table-title") == "First rows (filtered)"
+    header = table_header(page)
+    assert header == sensors.column_names
+    rows = table_cells(page)
+    assert len(rows) == 100
+    temperature, humidity = header.index("temperature"), header.index("humidity")
+    assert all(float(r[temperature]) > 24.5 and float(r[humidity]) < 40 for r in rows)
+    assert int(page.get_attribute("#chart", "data-points")) > 0
+    assert page.is_hidden("#error")
+
+    # The filter combines with the chosen columns and the limit.
+    for name in ("sensor", "pressure", "vibration"):
+        page.uncheck(f"#schema input[value={name}]")
+    run_query(page, transport, limit=50)
+    assert wait_for_state(page, "done", "error") == "done"
+    assert shown_rows(page) == 50
+    assert table_header(page) == ["ts", "temperature", "humidity"]
+    assert all(float(r[1]) > 24.5 for r in table_cells(page))
+    assert page.console_log.errors == []
+
+
+@pytest.mark.parametrize("transport", ["http", "ws"])
+def test_a_bad_filter_shows_the_servers_error(page, demo, transport):
+    open_dashboard(page, demo, "demo", "sensors")
+    run_filter(page, "no_such_column > 1", transport)
+
+    assert wait_for_state(page, "done", "error") == "error"
+    page.wait_for_selector("#error:not([hidden])")
+    assert page.get_attribute("#error", "data-code") == "invalid"
+    assert page.inner_text("#error-title") == "Invalid query"
+    assert page.inner_text("#error-message") == "invalid: no column 'no_such_column'"
+    assert "filter" in page.inner_text("#error-hint")
+    assert shown_rows(page) == 0
+    assert "Waiting" not in page.inner_text("#chart-empty")  # nothing is on its way any more
+    screenshot(page, f"dashboard-filter-error-{transport}.png")
+    # The only failed request is the refused one (over HTTP; the socket has no HTTP status).
+    assert all("HTTP 400" in error for error in page.console_log.errors)
+
+    # The page stays usable: the same dataset without the filter runs to the end.
+    assert page.is_enabled("#run") and page.is_disabled("#cancel")
+    run_filter(page, "", transport)
+    assert wait_for_state(page, "done", "error") == "done"
+    assert shown_rows(page) == SENSORS_ROWS
+    assert page.is_hidden("#error")
+
+
+SALES_BY_REGION = (
+    "SELECT region, count(*) AS orders, sum(quantity) AS units\n"
+    "FROM sales GROUP BY region ORDER BY region"
+)
+SALES_BY_DAY = (
+    "SELECT date, sum(quantity) AS units, count(*) AS orders\n"
+    "FROM sales GROUP BY date ORDER BY date"
+)
+
+
+@pytest.mark.parametrize("transport", ["http", "ws"])
+def test_a_sql_group_by_shows_its_result(page, demo, transport):
+    sales = pacsv.read_csv(DEMO_DATA / "sales.csv")
+    by_region = sales.group_by("region").aggregate([("order_id", "count"), ("quantity", "sum")])
+    expected = sorted(
+        [region, f"{orders:,}", f"{units:,}"]  # the table groups digits as en-US
+        for region, orders, units in zip(
+            *(by_region[c].to_pylist() for c in ("region", "order_id_count", "quantity_sum")),
+            strict=True,
+        )
+    )
+    days = sales.group_by("date").aggregate([]).num_rows
+
+    open_dashboard(page, demo, "demo", "sensors")  # the dataset's chart columns first…
+    page.wait_for_function("document.querySelector('#sql').placeholder.includes('FROM sensors')")
+    run_sql(page, SALES_BY_REGION, transport)
+
+    assert wait_for_state(page, "done", "error") == "done"
+    assert page.is_hidden("#error")
+    assert shown_rows(page) == len(expected)
+    assert page.inner_text("#table-title") == "SQL result"
+    assert table_header(page) == ["region", "orders", "units"]
+    assert page.eval_on_selector_all(
+        "#rows thead .col-type", "es => es.map(e => e.textContent)"
+    ) == ["string", "int64", "int64"]
+    assert table_cells(page) == expected
+    # …replaced by the result's: no time column, so x is the row index; both sums are series.
+    assert page.input_value("#x-column") == ""
+    assert page.eval_on_selector_all("#series input:checked", "es => es.map(e => e.value)") == [
+        "orders",
+        "units",
+    ]
+    assert int(page.get_attribute("#chart", "data-points")) > 0
+    last = page.evaluate("window.streamkit.lastRun")
+    assert last["kind"] == "sql" and last["transport"] == transport and last["rows"] == 4
+    screenshot(page, f"dashboard-sql-{transport}.png")
+
+    # Another SQL on the same page: its date column becomes the chart's x.
+    run_sql(page, SALES_BY_DAY, transport)
+    assert wait_for_state(page, "done", "error") == "done"
+    assert shown_rows(page) == days
+    assert page.input_value("#x-column") == "date"
+    assert page.eval_on_selector_all("#series input:checked", "es => es.map(e => e.value)") == [
+        "units",
+        "orders",
+    ]
+    assert page.get_attribute("#chart", "data-rows") == str(days)
+    # And the dataset's own query again: its columns and its default chart come back.
+    run_query(page, transport, limit=10)
+    assert wait_for_state(page, "done", "error") == "done"
+    assert shown_rows(page) == 10
+    assert page.inner_text("#table-title") == "First rows"
+    assert table_header(page) == [
+        "ts",
+        "sensor",
+        "temperature",
+        "humidity",
+        "pressure",
+        "vibration",
+    ]
+    assert page.input_value("#x-column") == "ts"
+    assert page.console_log.errors == []
+
+
+@pytest.mark.parametrize("transport", ["http", "ws"])
+def test_bad_sql_shows_the_servers_error(page, demo, transport):
+    open_dashboard(page, demo, "demo", "sensors")
+    run_sql(page, "SELECT * FROM no_such_table", transport)
+
+    assert wait_for_state(page, "done", "error") == "error"
+    assert page.get_attribute("#error", "data-code") == "not_found"
+    assert page.inner_text("#error-title") == "Not found"
+    assert "no_such_table" in page.inner_text("#error-message")
+    assert "quote" in page.inner_text("#error-hint")
+
+    run_sql(page, "DROP TABLE sensors", transport)
+    assert wait_for_state(page, "done", "error") == "error"
+    page.wait_for_selector("#error[data-code=invalid]")
+    assert page.inner_text("#error-message").startswith("invalid:")
+    assert "SELECT" in page.inner_text("#error-hint")
+    assert all("HTTP 400" in error or "HTTP 404" in error for error in page.console_log.errors)
+
+    # A dataset name with '/' is a quoted table; the page runs it after the errors.
+    run_sql(page, 'SELECT count(*) AS n FROM "archive/2025/q1_sales"', transport)
+    assert wait_for_state(page, "done", "error") == "done"
+    assert page.is_hidden("#error")
+    assert table_cells(page) == [["300"]]
+
+
+def test_long_sql_goes_to_the_gateway_as_a_post_body(page, demo):
+    requests: list[tuple[str, str]] = []
+    page.context.on("request", lambda r: requests.append((r.method, r.url)))
+    names = ", ".join(f"'no-such-sensor-{i}'" for i in range(400)) + ", 'line-1'"
+    sql = f"SELECT count(*) AS n FROM sensors WHERE sensor IN ({names})"
+    assert len(sql) > 8_000
+
+    open_dashboard(page, demo, "demo", "sensors")
+    run_sql(page, sql, "http")
+
+    assert wait_for_state(page, "done", "error") == "done"
+    assert table_cells(page) == [[f"{SENSORS_ROWS:,}"]]
+    sql_requests = [(m, u) for m, u in requests if "/api/sql/" in u]
+    assert sql_requests == [("POST", f"{demo.http_url}/api/sql/demo")]
+    assert page.console_log.errors == []

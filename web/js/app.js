@@ -1,6 +1,6 @@
 // The dashboard: wires the connection, pickers, query runs, progress, chart and table.
 
-import { chooseChart, describeFields, KIND, isTemporal, undecodable } from "./columns.js";
+import { chooseChart, describeFields, KIND, isTemporal, kindOfTypeName, undecodable } from "./columns.js";
 import { Connection, STATUS } from "./connection.js";
 import { formatBytes, formatCount } from "./format.js";
 import { PALETTE, Plot } from "./plot.js";
@@ -20,11 +20,16 @@ const el = {
   allColumns: $("#columns-all"),
   form: $("#query-form"),
   limit: $("#limit"),
+  where: $("#where"),
   follow: $("#follow"),
   followFrom: $("#follow-from"),
   httpTransport: $("input[name=transport][value=http]"),
   run: $("#run"),
   cancel: $("#cancel"),
+  sqlForm: $("#sql-form"),
+  sql: $("#sql"),
+  sqlRun: $("#sql-run"),
+  sqlCancel: $("#sql-cancel"),
   xColumn: $("#x-column"),
   series: $("#series"),
   chart: $("#chart"),
@@ -46,6 +51,7 @@ const table = new FirstRows(el.rows, el.tableCaption);
 const state = {
   datasets: [],
   selected: null, // tenant, dataset and schema whose pickers are shown
+  source: null, // what the chart's choices were made for: the selected dataset or one SQL text
   fields: [], // fields of the selected dataset (from the list) or of the running result
   x: undefined, // chosen x column name; null = row index; undefined = default
   series: null, // chosen series names; null = default
@@ -115,16 +121,50 @@ function selectDataset() {
     ...metaItem("Size", info ? formatBytes(info.bytes) : "–"),
     ...metaItem("Columns", info ? String(info.schema.length) : "–"),
   );
-  el.run.disabled = !el.dataset.value || Boolean(state.run);
+  el.sql.placeholder = sqlExample(el.dataset.value, info?.schema ?? []);
+  updateButtons();
   // A refreshed list (after a reconnect) keeps the choices made for the same dataset.
   const key = JSON.stringify([el.tenant.value, el.dataset.value, info?.schema ?? null]);
   if (key === state.selected) return;
   state.selected = key;
+  useDatasetFields();
+  renderSchema();
+  renderChartControls();
+}
+
+/** The chart's columns are the selected dataset's again, with the default choices. */
+function useDatasetFields() {
+  const info = selectedDataset();
+  state.source = state.selected;
   state.fields = info ? describeFields(info.schema) : [];
   state.x = undefined;
   state.series = null;
-  renderSchema();
-  renderChartControls();
+}
+
+/** A dataset's name as a SQL table: quoted unless it is a plain lower-case identifier. */
+function sqlTable(name) {
+  return /^[a-z_][a-z0-9_]*$/.test(name) ? name : `"${name.replaceAll('"', '""')}"`;
+}
+
+function sqlExample(dataset, schema) {
+  if (!dataset) return "SELECT …";
+  const number = schema.find((f) => kindOfTypeName(f.type) === KIND.NUMBER);
+  const text = schema.find((f) => f.type === "string" || f.type === "large_string");
+  const table = sqlTable(dataset);
+  if (number && text) {
+    const [group, value] = [sqlTable(text.name), sqlTable(number.name)];
+    return `SELECT ${group}, count(*) AS n, avg(${value}) AS mean\nFROM ${table}\nGROUP BY ${group}\nORDER BY ${group}`;
+  }
+  return `SELECT *\nFROM ${table}\nLIMIT 100`;
+}
+
+function updateButtons() {
+  const run = state.run;
+  el.run.disabled = Boolean(run) || !el.dataset.value;
+  el.sqlRun.disabled = Boolean(run) || !el.tenant.value || !el.sql.value.trim();
+  const cancellable = Boolean(run) && !run.abort.signal.aborted;
+  el.cancel.disabled = !cancellable;
+  el.sqlCancel.disabled = !cancellable;
 }
 
 function metaItem(label, value) {
@@ -250,6 +290,8 @@ function readRequest() {
   const request = { tenant: el.tenant.value, dataset: el.dataset.value };
   if (omitted.size || (chosen.length && chosen.length < boxes.length)) request.columns = chosen;
   if (el.limit.value !== "") request.limit = Number(el.limit.value);
+  const where = el.where.value.trim();
+  if (where) request.where = where; // a SQL condition, run at the connector
   if (el.follow.checked) {
     // Live rows come over the WebSocket; a follower that falls behind skips ahead.
     Object.assign(request, { follow: true, from: el.followFrom.value, on_lag: "skip" });
@@ -262,28 +304,56 @@ function omittedColumns() {
   const chosen = new Set(
     [...el.schema.querySelectorAll("input[type=checkbox]")].filter((b) => b.checked).map((b) => b.value),
   );
-  return state.fields
+  return (selectedDataset()?.schema ?? [])
     .filter((f) => chosen.has(f.name) && undecodable(f.type))
     .map((f) => ({ name: f.name, type: f.type, why: undecodable(f.type) }));
 }
 
 function expectedRows(request) {
-  if (request.follow) return null;
+  if (request.follow || request.where || request.sql != null) return null; // not known ahead
   const info = selectedDataset();
   const rows = info && info.rows >= 0 ? info.rows : null;
   if (request.limit != null) return rows == null ? request.limit : Math.min(rows, request.limit);
   return rows;
 }
 
-async function runQuery() {
+/** A SQL query for the selected tenant: `{tenant, sql}` (no columns, limit or follow: say it in the SQL). */
+function readSqlRequest() {
+  return { tenant: el.tenant.value, sql: el.sql.value.trim() };
+}
+
+// What the error area adds to the server's message, by error code, for a filter or SQL.
+const FILTER_HINTS = {
+  invalid: "Check the filter: a SQL condition on the dataset's columns, e.g. temperature > 25 AND sensor = 'line-1'.",
+};
+const SQL_HINTS = {
+  invalid: "Check the SQL: one SELECT (or WITH … SELECT) over this tenant's datasets.",
+  not_found: 'The tables are this tenant\'s datasets; quote a name with "/": "archive/2025/q1_sales".',
+};
+
+/** Run the selected dataset's query (`sql`: false) or the SQL box's query (`sql`: true). */
+async function runQuery({ sql = false } = {}) {
   if (state.run) return;
-  const request = readRequest();
-  const omitted = omittedColumns();
+  if (sql && !readSqlRequest().sql) return;
+  // The chart's choices belong to what they were made for: a new source starts from the
+  // defaults, picked from the result's own schema once it arrives.
+  const source = sql ? JSON.stringify(["sql", el.tenant.value, readSqlRequest().sql]) : state.selected;
+  if (source !== state.source) {
+    if (sql) Object.assign(state, { source, fields: [], x: undefined, series: null });
+    else useDatasetFields();
+  }
+  const request = sql ? readSqlRequest() : readRequest();
+  const omitted = sql ? [] : omittedColumns();
   const transport = request.follow ? TRANSPORT.WS : el.form.elements.transport.value;
   const run = {
     id: ++state.runs,
+    kind: sql ? "sql" : "dataset",
     transport,
     request,
+    hints: sql ? SQL_HINTS : request.where ? FILTER_HINTS : {},
+    // Type names as the gateway lists them for the dataset's columns (none for SQL).
+    listed: new Map(sql ? [] : (selectedDataset()?.schema ?? []).map((f) => [f.name, f.type])),
+    title: sql ? "SQL result" : request.where ? "First rows (filtered)" : null,
     live: Boolean(request.follow),
     skipped: 0,
     expected: expectedRows(request),
@@ -312,8 +382,7 @@ async function runQuery() {
     onUpdate: (update) => showUpdate(run, update),
   });
   clearError();
-  el.run.disabled = true;
-  el.cancel.disabled = false;
+  updateButtons();
   table.reset();
   plot.reset(chosenX(), chosenSeries(), { version: state.chartVersion });
   showProgress(run);
@@ -323,7 +392,7 @@ async function runQuery() {
     run.state = outcome.cancelled ? "cancelled" : "done";
   } catch (error) {
     run.state = "error";
-    showError(error);
+    showError(error, run.hints);
   } finally {
     clearTimeout(run.progressTimer);
     run.skipped = decoder.skipped();
@@ -332,10 +401,9 @@ async function runQuery() {
     plot.draw();
     noteFirstChart(run);
     showProgress(run);
-    updateChartEmpty();
     state.run = null;
-    el.run.disabled = !el.dataset.value;
-    el.cancel.disabled = true;
+    updateChartEmpty(); // not "waiting" any more, whatever the outcome
+    updateButtons();
     publish(run);
   }
 }
@@ -346,8 +414,7 @@ function showSchema(run, fields, omitted) {
   run.state = run.abort.signal.aborted ? "cancelling" : "streaming";
   if (fields.length) state.fields = fields; // the result's own schema (columns chosen)
   renderChartControls();
-  const listed = new Map((selectedDataset()?.schema ?? []).map((f) => [f.name, f.type]));
-  table.reset(fields, listed, { latest: run.live, omitted });
+  table.reset(fields, run.listed, { latest: run.live, omitted, title: run.title });
   plot.reset(chosenX(), chosenSeries(), { draw: false });
   showProgress(run);
 }
@@ -400,13 +467,14 @@ function cancelQuery() {
   if (!run || run.abort.signal.aborted) return;
   run.state = "cancelling";
   showProgress(run);
-  el.cancel.disabled = true;
   run.abort.abort();
+  updateButtons();
 }
 
 /** Numbers of the last run, for people (the console) and for benchmarks. */
 function publish(run) {
   const summary = {
+    kind: run.kind,
     transport: run.transport,
     state: run.state,
     rows: run.rows,
@@ -436,6 +504,18 @@ el.form.addEventListener("submit", (event) => {
   runQuery();
 });
 el.cancel.addEventListener("click", cancelQuery);
+el.sqlForm.addEventListener("submit", (event) => {
+  event.preventDefault();
+  runQuery({ sql: true });
+});
+el.sql.addEventListener("input", updateButtons);
+el.sql.addEventListener("keydown", (event) => {
+  if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) {
+    event.preventDefault();
+    el.sqlForm.requestSubmit();
+  }
+});
+el.sqlCancel.addEventListener("click", cancelQuery);
 el.follow.addEventListener("change", () => {
   const live = el.follow.checked;
   el.followFrom.disabled = !live;

@@ -41,9 +41,10 @@ export function receive(message) {
 }
 
 class Run {
-  constructor({ run, transport, url, token, chart, latest, views }) {
+  constructor({ run, transport, url, body, token, chart, latest, views }) {
     this.id = run;
     this.url = url;
+    this.body = body ?? null; // a POST's body (long SQL), else a GET
     this.token = token;
     this.input = transport === TRANSPORT.WS ? new ChunkQueue() : null;
     this.abort = new AbortController();
@@ -96,9 +97,14 @@ class Run {
   /** The response body as an async iterable of chunks, or null when cancelled first. */
   async #fetch() {
     const headers = this.token ? { Authorization: `Bearer ${this.token}` } : {};
+    const init = { signal: this.abort.signal, cache: "no-store", headers };
+    if (this.body != null) {
+      Object.assign(init, { method: "POST", body: this.body });
+      headers["Content-Type"] = "text/plain; charset=utf-8";
+    }
     let response;
     try {
-      response = await fetch(this.url, { signal: this.abort.signal, cache: "no-store", headers });
+      response = await fetch(this.url, init);
     } catch (error) {
       if (this.stopped) return null;
       throw new GatewayError("unavailable", `cannot reach the gateway: ${error.message}`);

@@ -5,7 +5,7 @@ export const TRANSPORT = Object.freeze({ HTTP: "http", WS: "ws" });
 
 /** Page → worker. Every message but `chart` names its run (`run`: a number). */
 export const TO_WORKER = Object.freeze({
-  START: "start", // {run, transport, url?, token?, chart, latest, views}
+  START: "start", // {run, transport, url?, body?, token?, chart, latest, views}
   FRAME: "frame", // {run, frame: ArrayBuffer (transferred)}: one WebSocket binary frame
   INPUT_END: "input-end", // {run}: the WebSocket query ended, no more frames
   CANCEL: "cancel", // {run}: stop (aborts the HTTP fetch, drops further frames)
@@ -32,12 +32,27 @@ export class GatewayError extends Error {
   }
 }
 
-/** The HTTP bulk path's URL for a query. */
-export function streamUrl({ tenant, dataset, columns, limit }) {
+/** The HTTP bulk path's URL for a dataset query (`where`: a SQL filter, run at the connector). */
+export function streamUrl({ tenant, dataset, columns, limit, where }) {
   const path = [tenant, ...dataset.split("/")].map(encodeURIComponent).join("/");
   const params = new URLSearchParams();
   if (columns?.length) params.set("columns", columns.join(","));
   if (limit != null) params.set("limit", String(limit));
+  if (where) params.set("where", where);
   const query = params.toString();
   return `/api/stream/${path}${query ? `?${query}` : ""}`;
+}
+
+/** SQL whose `GET /api/sql/TENANT?q=` URL would be longer than this goes as a POST body. */
+export const MAX_GET_URL = 4000;
+
+/**
+ * The HTTP request of a query: `{url}` for a GET, `{url, body}` for a POST. A dataset query
+ * reads `/api/stream/…`; a `sql` query (`{tenant, sql}`) reads `/api/sql/TENANT`.
+ */
+export function httpRequest(request) {
+  if (request.sql == null) return { url: streamUrl(request), body: null };
+  const base = `/api/sql/${encodeURIComponent(request.tenant)}`;
+  const url = `${base}?${new URLSearchParams({ q: request.sql })}`;
+  return url.length <= MAX_GET_URL ? { url, body: null } : { url: base, body: request.sql };
 }

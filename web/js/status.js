@@ -64,10 +64,11 @@ export function showProgress(run) {
   el.progressBar.parentElement.classList.toggle("indeterminate", run.state === "streaming" && !run.expected);
 }
 
-/** Show an error (a GatewayError has a `code`); returns that code. */
-export function showError(error) {
+/** Show an error (a GatewayError has a `code`); `hints` may say more per code. Returns the code. */
+export function showError(error, hints = {}) {
   const code = error instanceof GatewayError ? error.code : "internal";
-  const [title, hint] = ERROR_TEXT[code] ?? ["Error", ""];
+  const [title, generic] = ERROR_TEXT[code] ?? ["Error", ""];
+  const hint = hints[code] ?? generic;
   el.errorTitle.textContent = title;
   el.errorCode.textContent = code;
   el.errorMessage.textContent = error.message;

@@ -1,11 +1,11 @@
 // The page's half of running a query: the Arrow stream is decoded by a worker
 // (decode_worker.js), off the main thread. Over HTTP the worker fetches
-// `/api/stream/TENANT/DATASET` itself, so the bytes never touch the page; over the WebSocket
+// `/api/stream/TENANT/DATASET` (or `/api/sql/TENANT` for SQL) itself, so the bytes never touch the page; over the WebSocket
 // the query runs on the page's socket (shared with list, auth and cancel) and each binary
 // frame is transferred to the worker, not copied. Back come small results: the result's
 // fields, counts, downsampled chart points and the table's rows as text.
 
-import { FROM_WORKER, GatewayError, TO_WORKER, TRANSPORT, streamUrl } from "./protocol.js";
+import { FROM_WORKER, GatewayError, TO_WORKER, TRANSPORT, httpRequest, streamUrl } from "./protocol.js";
 
 export { TRANSPORT, streamUrl };
 const WORKER_URL = "/js/decode_worker.js";
@@ -46,7 +46,8 @@ export class Decoder {
     try {
       const http = transport === TRANSPORT.HTTP;
       const token = connection?.token ?? null;
-      post({ type: TO_WORKER.START, transport, url: http ? streamUrl(request) : null, token, chart, latest, views });
+      const { url = null, body = null } = http ? httpRequest(request) : {};
+      post({ type: TO_WORKER.START, transport, url, body, token, chart, latest, views });
       if (!http) return await this.#overWebSocket(request, connection, signal, done, post);
       signal?.addEventListener("abort", () => post({ type: TO_WORKER.CANCEL }), { once: true });
       return await done;

@@ -12,16 +12,18 @@ export class FirstRows {
     this.omitted = []; // columns left out: {name, type, why}
     this.rows = 0;
     this.latest = false;
+    this.title = null; // the panel's title, when not "First rows" / "Latest rows"
   }
 
   /**
    * Clear and set the header from the result's fields (`{name, type, kind}`, or none);
    * `typeNames` overrides type labels; `omitted` columns (this page cannot decode their type)
-   * get a header and a note.
+   * get a header and a note; `title` names the panel (default: first or latest rows).
    */
-  reset(fields = null, typeNames = new Map(), { latest = false, omitted = [] } = {}) {
+  reset(fields = null, typeNames = new Map(), { latest = false, omitted = [], title = null } = {}) {
     this.rows = 0;
     this.latest = latest;
+    this.title = title;
     this.omitted = fields ? omitted : [];
     this.fields = fields ?? [];
     const head = document.createElement("thead");
@@ -80,7 +82,7 @@ export class FirstRows {
 
   #caption() {
     const title = this.table.closest(".panel")?.querySelector("h2");
-    if (title) title.textContent = this.latest ? "Latest rows" : "First rows";
+    if (title) title.textContent = this.title ?? (this.latest ? "Latest rows" : "First rows");
     const omitted = this.omitted.length
       ? ` · not shown (this browser cannot decode them): ${this.omitted.map((c) => `${c.name} (${c.type})`).join(", ")}`
       : "";

@@ -21,7 +21,31 @@ export function kindOfType(type) {
 
 /** An Arrow schema's fields as `{name, type, kind}` (plain data, for the page). */
 export function describeSchema(schema) {
-  return (schema?.fields ?? []).map((f) => ({ name: f.name, type: String(f.type), kind: kindOfType(f.type) }));
+  return (schema?.fields ?? []).map((f) => ({ name: f.name, type: typeName(f.type), kind: kindOfType(f.type) }));
+}
+
+const FLOAT_NAMES = ["halffloat", "float", "double"];
+const UNIT_NAMES = { [TimeUnit.SECOND]: "s", [TimeUnit.MILLISECOND]: "ms", [TimeUnit.MICROSECOND]: "us", [TimeUnit.NANOSECOND]: "ns" };
+
+/**
+ * A type's name as the gateway's `list` spells it (pyarrow's), for the common types, so a
+ * result without a listed schema (SQL) is labelled like a dataset; others as apache-arrow has it.
+ */
+export function typeName(type) {
+  if (DataType.isInt(type)) return `${type.isSigned ? "" : "u"}int${type.bitWidth}`;
+  if (DataType.isFloat(type)) return FLOAT_NAMES[type.precision] ?? String(type);
+  if (DataType.isUtf8(type)) return "string";
+  if (DataType.isLargeUtf8?.(type)) return "large_string";
+  if (DataType.isBinary(type)) return "binary";
+  if (DataType.isLargeBinary?.(type)) return "large_binary";
+  if (DataType.isBool(type)) return "bool";
+  if (DataType.isNull(type)) return "null";
+  if (DataType.isDate(type)) return type.unit === DateUnit.DAY ? "date32[day]" : "date64[ms]";
+  if (DataType.isTimestamp(type)) {
+    return `timestamp[${UNIT_NAMES[type.unit]}${type.timezone ? `, tz=${type.timezone}` : ""}]`;
+  }
+  if (DataType.isDecimal(type)) return `decimal${type.bitWidth}(${type.precision}, ${type.scale})`;
+  return String(type);
 }
 
 /**
