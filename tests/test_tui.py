@@ -21,6 +21,7 @@ import pytest
 from conftest import DEMO_DATA, running_gateway, wait_for
 from synthetic_connector import BATCH, SyntheticConnector
 from textual import events
+from textual.keys import _character_to_key
 from typer.testing import CliRunner
 
 from streamkit.certs import write_dev_certs
@@ -43,6 +44,7 @@ from streamkit.tui.throttle import Throttle
 from streamkit.tui.widgets import _format
 from streamkit.tui.widgets.catalog import DatasetTree
 from streamkit.tui.widgets.charts import ChartCaption, ColumnChart
+from streamkit.tui.widgets.filter import FilterPrompt
 from streamkit.tui.widgets.latest_rows import LatestRows
 from streamkit.tui.widgets.status import Notice, StreamStatus
 
@@ -568,6 +570,244 @@ def test_skipped_rows_show_as_a_notice_and_lagging_as_an_error_with_retry():
         }
     finally:
         server.shutdown()
+
+
+# Filters: / --------------------------------------------------------------------------
+
+
+def type_now(app: StreamkitApp, text: str) -> None:
+    """Type ``text`` key by key into the focused widget (``press_now``, one key a character)."""
+    for char in text:
+        app.post_message(events.Key(char if char.isalnum() else _character_to_key(char), char))
+
+
+async def enter_filter(pilot, app: StreamkitApp, where: str) -> None:
+    """Press /, replace the prompt's text with ``where`` and press enter."""
+    prompt = app.query_one(FilterPrompt)
+    press_now(app, "slash")
+    await until(pilot, lambda: prompt.display and prompt.has_focus, "the filter prompt")
+    if prompt.value:  # the dataset's current filter: clear it before typing (keys race it)
+        press_now(app, "ctrl+u")
+        await until(pilot, lambda: prompt.value == "", "the prompt to clear")
+    type_now(app, where)
+    await until(pilot, lambda: prompt.value == where, "the typed filter")
+    press_now(app, "enter")
+    await until(pilot, lambda: not prompt.display, "the prompt to close")
+
+
+def latest_rows(table: LatestRows) -> list[list[str]]:
+    return [table.get_row_at(i) for i in range(table.row_count)]
+
+
+def newest_rows(table: pa.Table) -> list[list[str]]:
+    """The cells the latest-rows view shows of ``table``, newest first."""
+    newest = table.slice(max(0, table.num_rows - LATEST_ROWS)).to_pylist()
+    return [[_format.cell(value) for value in row.values()] for row in reversed(newest)]
+
+
+def test_slash_filters_the_dataset_at_its_connector_and_an_empty_filter_clears_it(demo_gateway):
+    where = "temperature > 24"
+    expected = SENSORS.filter(pc.greater(SENSORS.column("temperature"), 24))
+    assert 0 < expected.num_rows < SENSORS.num_rows
+
+    async def scenario() -> None:
+        app = make_tui(demo_gateway.flight_url)
+        async with app.run_test(size=SIZE) as pilot:
+            await stream(pilot, app, "demo/sensors")
+            await until(pilot, lambda: status(app).state == "done", "the stream to end")
+            assert status(app).rows == SENSORS.num_rows
+            tree, prompt = app.query_one(DatasetTree), app.query_one(FilterPrompt)
+            assert not prompt.display
+
+            await enter_filter(pilot, app, where)
+            await until(
+                pilot,
+                lambda: status(app).where == where and status(app).state == "done",
+                "the filtered stream to end",
+            )
+            assert status(app).rows == expected.num_rows
+            shown = str(status(app).render())
+            assert f"where {where}" in shown
+            assert "of 10,080" not in shown  # the dataset's total is not the filter's
+            rows = app.query_one(LatestRows)
+            assert rows.border_subtitle == f"where {where}"
+            assert tree.has_focus
+            charts = {chart.column: chart for chart in app.query(ColumnChart)}
+            assert list(charts) == ["temperature", "humidity", "pressure", "vibration"]
+            for name, chart in charts.items():
+                column = expected.column(name)
+                low_high = pc.min_max(column).as_py()
+                assert chart.summary.minimum == low_high["min"]
+                assert chart.summary.maximum == low_high["max"]
+                assert chart.summary.latest == column[-1].as_py()
+            assert charts["temperature"].summary.minimum > 24
+            assert latest_rows(rows) == newest_rows(expected)
+
+            # The filter stays with the dataset: enter streams it filtered again.
+            before = status(app).snapshot
+            press_now(app, "enter")
+            await until(
+                pilot,
+                lambda: status(app).state == "done" and status(app).snapshot is not before,
+                "the second filtered stream",
+            )
+            assert status(app).rows == expected.num_rows and status(app).where == where
+
+            # Escape closes the prompt (which held the filter) and changes nothing.
+            before = status(app).snapshot
+            press_now(app, "slash")
+            await until(pilot, lambda: prompt.has_focus, "the filter prompt")
+            assert prompt.value == where
+            assert "demo/sensors" in str(prompt.border_title)
+            press_now(app, "escape")
+            await until(pilot, lambda: not prompt.display and tree.has_focus, "the prompt to go")
+            assert status(app).snapshot is before and status(app).where == where
+
+            # An empty filter clears it: the whole dataset again.
+            await enter_filter(pilot, app, "")
+            await until(
+                pilot,
+                lambda: status(app).where is None and status(app).state == "done",
+                "the unfiltered stream",
+            )
+            assert status(app).rows == SENSORS.num_rows
+            assert "where" not in str(status(app).render())
+            assert "rows 10,080 of 10,080" in str(status(app).render())
+            assert rows.border_subtitle == ""
+            assert (
+                charts_minimum(app, "temperature") == pc.min(SENSORS.column("temperature")).as_py()
+            )
+
+    asyncio.run(scenario())
+
+
+def charts_minimum(app: StreamkitApp, column: str) -> float | None:
+    chart = next(chart for chart in app.query(ColumnChart) if chart.column == column)
+    return chart.summary.minimum if chart.summary else None
+
+
+def test_a_bad_filter_is_shown_and_the_view_keeps_its_filter(demo_gateway):
+    where = "humidity < 40 OR (temperature > 24 AND sensor = 'line-1')"
+    expected = SENSORS.filter(
+        pc.or_(
+            pc.less(SENSORS.column("humidity"), 40), pc.greater(SENSORS.column("temperature"), 24)
+        )
+    )
+    assert 0 < expected.num_rows < SENSORS.num_rows
+
+    async def scenario() -> None:
+        app = make_tui(demo_gateway.flight_url)
+        async with app.run_test(size=SIZE) as pilot:
+            notice = app.query_one(Notice)
+            # Nothing streamed yet: a bad filter leaves the dataset's preview as it was.
+            tree = app.query_one(DatasetTree)
+            node = await until(pilot, lambda: tree.node_of("demo/sensors"), "the tree")
+            tree.move_cursor(node)
+            await until(pilot, lambda: tree.cursor_node is node, "the cursor on sensors")
+            await enter_filter(pilot, app, "nope > 1")
+            await until(pilot, lambda: notice.message, "the error")
+            assert notice.message == "invalid: no column 'nope'"
+            assert notice.is_error and "/ edits the filter" in str(notice.render())
+            assert status(app).state == "idle" and status(app).where is None
+
+            await enter_filter(pilot, app, where)
+            await until(pilot, lambda: status(app).state == "done", "the filtered stream")
+            assert status(app).rows == expected.num_rows
+            assert not notice.display  # the good filter's stream cleared the error
+            table = app.query_one(LatestRows)
+            assert latest_rows(table) == newest_rows(expected)
+            view = (status(app).snapshot, table.row_count)
+
+            for bad, error in (
+                ("nope > 1", "invalid: no column 'nope'"),
+                # Typed keys stay in the prompt: no f(ollow), c(ancel), r(efresh) or q(uit).
+                ("frequency > 1", "invalid: no column 'frequency'"),
+                ("temperature >", "invalid: "),  # a syntax error
+                ("sensor = ", "invalid: "),
+            ):
+                await enter_filter(pilot, app, bad)
+                await until(pilot, lambda e=error: notice.message.startswith(e), f"{bad!r} refused")
+                assert notice.is_error
+                assert app.is_running
+                # The view it would have replaced is still there, filter and all.
+                assert (status(app).snapshot, table.row_count) == view
+                assert status(app).where == where and status(app).state == "done"
+                assert f"where {where}" in str(status(app).render())
+                notice.clear()
+
+            # The dataset keeps its last good filter.
+            press_now(app, "enter")
+            await until(
+                pilot,
+                lambda: status(app).state == "done" and status(app).snapshot is not view[0],
+                "the stream again",
+            )
+            assert status(app).rows == expected.num_rows
+
+    asyncio.run(scenario())
+
+
+def test_a_followed_dataset_keeps_following_with_its_filter(tmp_path):
+    # About half the rows of every simulated batch: a filter a live stream keeps meeting.
+    where = "CAST(power_kw * 1000000 AS BIGINT) % 2 = 0"
+
+    def matches(value: float) -> bool:
+        return int(value * 1_000_000) % 2 == 0
+
+    async def scenario(gateway: Gateway) -> None:
+        live = gateway.upstreams.tenant("demo").embedded.live.get("live/sensors")
+        app = make_tui(gateway.flight_url)
+        async with app.run_test(size=SIZE) as pilot:
+            notice = app.query_one(Notice)
+            await follow(pilot, app, "demo/live/sensors")
+            await until(pilot, lambda: status(app).state == "streaming", "the first batches")
+
+            await enter_filter(pilot, app, where)
+            await until(
+                pilot,
+                lambda: status(app).where == where and status(app).state == "streaming",
+                "the filtered follow",
+            )
+            assert status(app).live and "LIVE" in str(status(app).render())
+            assert f"where {where}" in str(status(app).render())
+            rows = status(app).rows
+            await until(
+                pilot, lambda: status(app).rows >= rows + ROWS_PER_BATCH, "new matching rows"
+            )
+            points = chart_points(app)["power_kw"]
+            assert points and all(matches(value) for value in points)
+            assert status(app).rows < live.rows  # only the matching ones came
+            await until(pilot, lambda: len(followers(gateway)) == 1, "one follower")
+
+            # A bad filter: shown, and the filtered follow goes on.
+            await enter_filter(pilot, app, "nope > 1")
+            await until(pilot, lambda: notice.message, "the error")
+            assert notice.message == "invalid: no column 'nope'"
+            rows = status(app).rows
+            await until(pilot, lambda: status(app).rows > rows, "the follow to go on")
+            assert status(app).state == "streaming" and status(app).where == where
+            assert all(matches(value) for value in chart_points(app)["power_kw"])
+            assert notice.is_error  # skipped-rows warnings do not hide it
+
+            # Cleared: every row again, still live.
+            await enter_filter(pilot, app, "")
+            await until(
+                pilot,
+                lambda: status(app).where is None and status(app).state == "streaming",
+                "the unfiltered follow",
+            )
+            assert status(app).live and not notice.display
+            await until(
+                pilot,
+                lambda: not all(matches(value) for value in chart_points(app).get("power_kw", [])),
+                "unfiltered rows",
+            )
+            press_now(app, "c")
+            await until(pilot, lambda: status(app).state == "cancelled", "the stop")
+            await until(pilot, lambda: not followers(gateway), "every follower to go")
+
+    with simulated_gateway(tmp_path) as gateway:
+        asyncio.run(scenario(gateway))
 
 
 # Tokens and TLS --------------------------------------------------------------------------

@@ -131,16 +131,25 @@ class DatasetStream:
     With ``follow``, the gateway sends the rows so far, then each new batch until cancelled;
     a viewer wants the newest rows, so a follower that falls behind skips ahead
     (``on_lag: skip``) and is told how many rows it missed. Cancelling cancels the gRPC
-    call, so the gateway stops its upstream read (or follower) as well.
+    call, so the gateway stops its upstream read (or follower) as well. ``where`` is a SQL
+    filter run at the dataset's connector: only matching rows arrive, followed ones too; a
+    bad filter fails ``open()`` (``invalid: …``) before any row is read.
     """
 
     def __init__(
-        self, connection: Connection, tenant: str, dataset: str, *, follow: bool = False
+        self,
+        connection: Connection,
+        tenant: str,
+        dataset: str,
+        *,
+        follow: bool = False,
+        where: str | None = None,
     ) -> None:
         self.connection = connection
         self.tenant = tenant
         self.dataset = dataset
         self.follow = follow
+        self.where = where or None
         self._lock = threading.Lock()
         self._cancelled = threading.Event()
         self._client: GatewayClient | None = None
@@ -153,8 +162,8 @@ class DatasetStream:
 
     def query(self) -> Query:
         if self.follow:
-            return Query(self.dataset, self.tenant, follow=True, on_lag="skip")
-        return Query(self.dataset, self.tenant)
+            return Query(self.dataset, self.tenant, follow=True, on_lag="skip", where=self.where)
+        return Query(self.dataset, self.tenant, where=self.where)
 
     def open(self) -> pa.Schema:
         """Plan and start the stream; returns its schema."""

@@ -10,7 +10,7 @@ from textual.widgets import Static
 
 from streamkit.tui.flight_data import DatasetEntry
 from streamkit.tui.series import StreamSnapshot
-from streamkit.tui.widgets._format import count, duration, size
+from streamkit.tui.widgets._format import cell, count, duration, size
 
 IDLE, OPENING, STREAMING, DONE, CANCELLING, CANCELLED, FAILED = (
     "idle",
@@ -44,6 +44,7 @@ class StreamStatus(Static):
     """Dataset, state, and rows · batches · MB · MB/s · elapsed of the current stream.
 
     A followed stream shows ``● LIVE`` and its recent rows/s; it has no total to reach.
+    A filtered stream shows its ``where`` after the dataset; only its matching rows count.
     """
 
     def __init__(self, *, id: str | None = None) -> None:
@@ -52,6 +53,7 @@ class StreamStatus(Static):
         self.live = False
         self._samples: deque[tuple[float, int]] = deque()  # (time, rows) of recent draws
         self.entry: DatasetEntry | None = None
+        self.where: str | None = None
         self.snapshot: StreamSnapshot | None = None
         self._started = 0.0
         self._elapsed = 0.0
@@ -77,15 +79,16 @@ class StreamStatus(Static):
         seconds = time.monotonic() - start
         return (last - first) / seconds if seconds > 0 else 0.0
 
-    def preview(self, entry: DatasetEntry | None) -> None:
+    def preview(self, entry: DatasetEntry | None, where: str | None = None) -> None:
         """Show a dataset's details until the first stream (then this shows what the charts do)."""
         if self.state != IDLE:
             return
-        self.entry, self.snapshot, self.state = entry, None, IDLE
+        self.entry, self.where, self.snapshot, self.state = entry, where, None, IDLE
         self._show()
 
-    def start(self, entry: DatasetEntry, *, live: bool = False) -> None:
+    def start(self, entry: DatasetEntry, *, live: bool = False, where: str | None = None) -> None:
         self.entry, self.snapshot, self.state, self.live = entry, None, OPENING, live
+        self.where = where
         self._started = time.monotonic()
         self._samples.clear()
         self._show()
@@ -118,16 +121,23 @@ class StreamStatus(Static):
     def _show(self) -> None:
         if self.entry is None:
             self.update(
-                Text("Pick a dataset on the left: enter streams it, f follows it live.", "dim")
+                Text(
+                    "Pick a dataset on the left: enter streams it, f follows it live,"
+                    " / filters it.",
+                    "dim",
+                )
             )
             return
         entry = self.entry
         title = Text.assemble((entry.tenant + "/", "dim"), (entry.dataset, "bold"))
+        if self.where:
+            where = cell(self.where, 60)
+            title.append_text(Text.assemble(("  where ", "dim"), (where, "bold magenta")))
         if self.state == IDLE:
             columns = len(entry.schema)
             details = (
                 f"{count(entry.rows)} rows · {size(entry.bytes)} · {columns} columns\n"
-                "enter streams it, f follows it live"
+                "enter streams it, f follows it live, / filters it"
             )
             self.update(Text.assemble(title, "\n", (details, "dim")))
             return
@@ -148,7 +158,7 @@ class StreamStatus(Static):
             if snapshot and snapshot.skipped:
                 pairs.append(("skipped", f"{snapshot.skipped:,}"))
         else:
-            of_total = f" of {count(entry.rows)}" if entry.rows >= 0 else ""
+            of_total = f" of {count(entry.rows)}" if entry.rows >= 0 and not self.where else ""
             pairs = [
                 ("rows", f"{rows:,}{of_total}"),
                 ("batches", f"{snapshot.batches if snapshot else 0:,}"),
