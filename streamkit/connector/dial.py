@@ -12,18 +12,18 @@ import logging
 import random
 import ssl
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import aiohttp
 
 from streamkit.dialout import (
-    CHUNK_BYTES,
     HEARTBEAT_SECONDS,
     MAX_BACKOFF_SECONDS,
     MAX_MESSAGE_BYTES,
     SPARE_TUNNELS,
     TENANT_HEADER,
+    pipe,
 )
 
 log = logging.getLogger("streamkit.connector")
@@ -176,24 +176,14 @@ class Dialer:
 async def _pipe(
     ws: aiohttp.ClientWebSocketResponse, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
 ) -> None:
-    async def to_gateway() -> None:
-        while chunk := await reader.read(CHUNK_BYTES):
-            await ws.send_bytes(chunk)
-
-    async def from_gateway() -> None:
+    async def received() -> AsyncIterator[bytes]:
         async for message in ws:
             if message.type != aiohttp.WSMsgType.BINARY:
-                break
-            writer.write(message.data)
-            await writer.drain()
+                return
+            yield message.data
 
-    tasks = [asyncio.create_task(to_gateway()), asyncio.create_task(from_gateway())]
     try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        await pipe(ws.send_bytes, received(), reader, writer)
     finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        writer.close()
         with contextlib.suppress(Exception):
             await ws.close()

@@ -15,10 +15,11 @@ import logging
 import os
 import tempfile
 from collections import deque
+from collections.abc import AsyncIterator
 
 from aiohttp import WSMsgType, web
 
-from streamkit.dialout import CHUNK_BYTES, PAIR_TIMEOUT_SECONDS
+from streamkit.dialout import PAIR_TIMEOUT_SECONDS, pipe
 
 log = logging.getLogger("streamkit.gateway")
 
@@ -51,23 +52,13 @@ class Tunnel:
     async def carry(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """Pipe the connection through the socket until either side ends."""
 
-        async def upstream() -> None:  # the gateway's bytes to the connector
-            while chunk := await reader.read(CHUNK_BYTES):
-                await self.ws.send_bytes(chunk)
-
-        async def downstream() -> None:  # the connector's bytes to the gateway
+        async def received() -> AsyncIterator[bytes]:
             while (data := await self.incoming.get()) is not None:
-                writer.write(data)
-                await writer.drain()
+                yield data
 
-        tasks = [asyncio.create_task(upstream()), asyncio.create_task(downstream())]
         try:
-            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            await pipe(self.ws.send_bytes, received(), reader, writer)
         finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            writer.close()
             await self.close()
 
     async def close(self) -> None:
