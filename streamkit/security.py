@@ -4,6 +4,8 @@ rate limits, TLS options and the rule against exposing unauthenticated servers.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac
 import ipaddress
@@ -28,6 +30,33 @@ def bearer_token(value: str | None) -> str | None:
     return token.strip() or None if scheme.lower() == "bearer" else None
 
 
+def basic_token(value: str | None) -> str | None:
+    """The token of an ``Authorization: Basic base64(user:token)`` header value: the password
+    (Flight SQL clients such as ADBC log in with a username and password). Padding is optional:
+    the Go Flight client sends unpadded base64."""
+    if not value:
+        return None
+    scheme, _, encoded = value.strip().partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    encoded = encoded.strip()
+    try:
+        decoded = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
+        _, colon, password = decoded.decode("utf-8").partition(":")
+    except (binascii.Error, ValueError):
+        return None
+    return password or None if colon else None
+
+
+def request_token(value: str | None) -> tuple[str | None, bool]:
+    """The token of an ``Authorization`` header value, Bearer or Basic (then True)."""
+    token = bearer_token(value)
+    if token is not None:
+        return token, False
+    token = basic_token(value)
+    return token, token is not None
+
+
 def same_secret(given: str, expected: str) -> bool:
     """Constant-time comparison (of digests, so lengths leak nothing either)."""
     return hmac.compare_digest(
@@ -41,16 +70,22 @@ def token_id(token: str) -> str:
 
 
 class TokenMiddleware(flight.ServerMiddleware):  # type: ignore[misc]  # pyarrow: no stubs
-    def __init__(self, token: str | None) -> None:
-        self.token = token
+    def __init__(self, token: str | None, basic: bool = False) -> None:
+        self.token, self.basic = token, basic
+
+    def sending_headers(self) -> dict[str, str]:
+        """A call that logged in with Basic (a Handshake, say) is answered with the Bearer
+        header clients use from then on."""
+        return {"authorization": f"Bearer {self.token}"} if self.basic and self.token else {}
 
 
 class TokenMiddlewareFactory(flight.ServerMiddlewareFactory):  # type: ignore[misc]  # no stubs
-    """Reads the bearer token of each call; handlers decide what it may do."""
+    """Reads the token of each call (Bearer, or Basic with the token as the password);
+    handlers decide what it may do."""
 
     def start_call(self, info: flight.CallInfo, headers: dict[str, list[str]]) -> TokenMiddleware:
         values = headers.get("authorization") or headers.get("Authorization") or []
-        return TokenMiddleware(bearer_token(values[0]) if values else None)
+        return TokenMiddleware(*request_token(values[0]) if values else (None, False))
 
 
 def call_token(context: flight.ServerCallContext) -> str | None:

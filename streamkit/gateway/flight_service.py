@@ -18,6 +18,7 @@ from streamkit import errors
 from streamkit.flight_server import BaseFlightServer
 from streamkit.flight_streams import Item, generator_stream
 from streamkit.gateway.access import Identity
+from streamkit.gateway.flight_sql import FlightSql
 from streamkit.gateway.forward import Forwarder, Stream
 from streamkit.gateway.pump import Ended
 from streamkit.query import Query
@@ -30,7 +31,8 @@ class GatewayFlightServer(BaseFlightServer):
         self, forwarder: Forwarder, location: str = "grpc://127.0.0.1:0", **kwargs: Any
     ) -> None:
         self.forwarder = forwarder
-        super().__init__(location, **kwargs)
+        self.sql = FlightSql(forwarder)  # Flight SQL requests, told apart by their bytes
+        super().__init__(location, **self.sql.server_options(kwargs))
 
     def _caller(self, context: flight.ServerCallContext) -> tuple[Identity, str]:
         peer, token = self.admit(context)
@@ -53,6 +55,9 @@ class GatewayFlightServer(BaseFlightServer):
         self, context: flight.ServerCallContext, descriptor: flight.FlightDescriptor
     ) -> flight.FlightInfo:
         identity, peer = self._caller(context)
+        sql_info = self.sql.get_flight_info(identity, peer, descriptor)
+        if sql_info is not None:
+            return sql_info
         query = Query.from_descriptor(descriptor, with_tenant=True)
         return _info(query, self.forwarder.info(query, identity, peer), descriptor)
 
@@ -60,9 +65,13 @@ class GatewayFlightServer(BaseFlightServer):
         self, context: flight.ServerCallContext, ticket: flight.Ticket
     ) -> flight.FlightDataStream:
         identity, peer = self._caller(context)
+        served = self.sql.do_get(identity, ticket)
+        if isinstance(served, flight.FlightDataStream):
+            return served  # Flight SQL metadata
         # A ticket names a tenant, but only the caller's identity grants it: a ticket minted
         # for one tenant and replayed with another tenant's token is refused.
-        stream = self.forwarder.open(Query.from_ticket(ticket), identity, peer, "flight")
+        query = served or Query.from_ticket(ticket)
+        stream = self.forwarder.open(query, identity, peer, "flight")
         items = _items(stream, context)
         # A generator that never started does not run its ``finally``: release it anyway.
         weakref.finalize(items, stream.close, errors.CANCELLED)
@@ -76,13 +85,18 @@ class GatewayFlightServer(BaseFlightServer):
         writer: flight.FlightMetadataWriter,
     ) -> None:
         identity, peer = self._caller(context)
+        if self.sql.do_put(identity, descriptor, reader, writer):
+            return  # Flight SQL parameters
         query = Query.from_descriptor(descriptor, with_tenant=True)
         self.forwarder.put(query, identity, peer, reader)
 
     def do_action(
         self, context: flight.ServerCallContext, action: flight.Action
     ) -> Iterator[flight.Result]:
-        identity, _ = self._caller(context)
+        identity, peer = self._caller(context)
+        if self.sql.serves_action(action.type):
+            yield from self.sql.do_action(identity, peer, action)
+            return
         if action.type != HEALTH_ACTION:
             raise errors.invalid(f"unknown action {action.type!r} (the gateway serves 'health')")
         status, tenants = self.forwarder.health(identity)
