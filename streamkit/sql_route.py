@@ -51,7 +51,8 @@ SPACE, COMMENT, WORD, QUOTED, STRING, NUMBER, PLACEHOLDER, PUNCT = (
     "punct",
 )
 _TRIVIA = (SPACE, COMMENT)
-_NUMBER = re.compile(r"0[xX][0-9A-Fa-f]+|(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
+_NUMBER = re.compile(r"0[xX][0-9A-Fa-f]+|(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+_DIGITS = "0123456789"
 # Keywords that end a FROM list at their level (a later ``,`` then separates expressions).
 _END_FROM = frozenset(
     """WHERE GROUP HAVING ORDER LIMIT OFFSET UNION INTERSECT EXCEPT WINDOW QUALIFY ON USING
@@ -112,8 +113,8 @@ def tokenize(sql: str) -> list[Token]:
         elif c == "?":
             j = i + 1
             tokens.append(Token(PLACEHOLDER, "?"))
-        elif c.isdigit() or (
-            c == "." and i + 1 < n and sql[i + 1].isdigit() and _ends_value(tokens)
+        elif c in _DIGITS or (
+            c == "." and i + 1 < n and sql[i + 1] in _DIGITS and _ends_value(tokens)
         ):
             found = _NUMBER.match(sql, i)
             assert found is not None

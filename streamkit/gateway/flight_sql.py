@@ -48,8 +48,8 @@ MAX_PARAMETER_BYTES = 64 * 1024
 MAX_REMEMBERED = 1024  # bound parameter sets kept for clients that reuse the first handle
 CREATE_PREPARED = "CreatePreparedStatement"
 CLOSE_PREPARED = "ClosePreparedStatement"
-# Flight SQL (and Flight session) actions the gateway does not serve: answered UNIMPLEMENTED,
-# which clients such as ADBC take as "not supported here".
+# Flight SQL (and Flight session) actions the gateway does not serve: answered with the
+# contract's "unimplemented" (code in extra_info), not with "unknown action".
 UNSERVED_ACTIONS = frozenset(
     {
         "CreatePreparedSubstraitPlan",
@@ -479,10 +479,8 @@ def _command(descriptor: flight.FlightDescriptor) -> tuple[str, Any] | None:
     return m.unpack(descriptor.command)
 
 
-def _unimplemented(what: str) -> NotImplementedError:
-    """Raised as is, pyarrow answers it with gRPC UNIMPLEMENTED (what Flight SQL clients test
-    for), where the contract's ``unimplemented`` code would arrive as UNKNOWN."""
-    return NotImplementedError(f"unimplemented: {what}")
+def _unimplemented(what: str) -> errors.Unimplemented:
+    return errors.Unimplemented(f"unimplemented: {what}")
 
 
 def _no_transaction(message: Any) -> None:
