@@ -54,9 +54,10 @@ _TRIVIA = (SPACE, COMMENT)
 _NUMBER = re.compile(r"0[xX][0-9A-Fa-f]+|(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 _DIGITS = "0123456789"
 # Keywords that end a FROM list at their level (a later ``,`` then separates expressions).
+# Not ON or USING: a join condition has no comma at its level, so one after it is the list's.
 _END_FROM = frozenset(
-    """WHERE GROUP HAVING ORDER LIMIT OFFSET UNION INTERSECT EXCEPT WINDOW QUALIFY ON USING
-    FETCH SELECT VALUES""".split()  # noqa: SIM905
+    """WHERE GROUP HAVING ORDER LIMIT OFFSET UNION INTERSECT EXCEPT WINDOW QUALIFY FETCH
+    SELECT VALUES""".split()  # noqa: SIM905
 )
 
 
@@ -264,8 +265,11 @@ def route(sql: str) -> Statement:
         token, level = tokens[index], levels[-1]
         word = token.keyword()
         if token.is_punct("("):
-            level.expect_table = False  # a subquery (or a join in parentheses) takes the slot
-            levels.append(_Level())
+            # In table position: a subquery (its SELECT starts afresh) or a join in
+            # parentheses, whose first name is a table too.
+            table = level.expect_table
+            level.expect_table = False
+            levels.append(_Level(select=table, in_from=table, expect_table=table))
         elif token.is_punct(")"):
             if len(levels) > 1:
                 levels.pop()

@@ -570,6 +570,16 @@ def test_fifty_concurrent_sql_streams(gateway):
             'SELECT 1 /* a /* nested */ FROM x.y */ FROM "a"',
         ),
         ("SELECT `x` FROM demo.`a.b`", "demo", 'SELECT `x` FROM "a.b"'),
+        (
+            "SELECT * FROM (demo.a JOIN demo.b ON a.k = b.k), LATERAL (SELECT 1 FROM demo.c)",
+            "demo",
+            'SELECT * FROM ("a" JOIN "b" ON a.k = b.k), LATERAL (SELECT 1 FROM "c")',
+        ),
+        (
+            "SELECT * FROM (VALUES (1)) v JOIN demo.a ON TRUE, demo.b",
+            "demo",
+            'SELECT * FROM (VALUES (1)) v JOIN "a" ON TRUE, "b"',
+        ),
     ],
 )
 def test_route_rewrites_qualified_names(sql, tenant, rewritten):

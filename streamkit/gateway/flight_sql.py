@@ -386,10 +386,10 @@ class FlightSql:
         statement = route(sql)
         self.forwarder.admit(_query(statement, None), identity)
         values = _read_values(reader)
-        # Checked now, so a bad value fails the bind rather than the execution.
-        statement.render(bound_literals(values)) if values.num_rows else None
-        raw = _write_ipc(values) if values.num_rows else None
-        if raw is not None:
+        raw = None
+        if values.num_rows:
+            statement.render(bound_literals(values))  # a bad value fails the bind, not later
+            raw = _write_ipc(values)
             self.remembered.put(key, raw)
         handle = _handle(sql, key, raw)
         result = m.DoPutPreparedStatementResult(prepared_statement_handle=handle)
@@ -489,7 +489,8 @@ def _no_transaction(message: Any) -> None:
 
 
 def _query(statement: Statement, literals: list[str] | None) -> Query:
-    """The streamkit query of ``statement`` (``literals`` None: not yet bound, for admission)."""
+    """The streamkit query of ``statement``; with ``literals`` None (values not bound yet),
+    one that only names the tenant, for admission."""
     sql = statement.render(literals) if literals is not None else "SELECT 1"
     return Query.from_json({"tenant": statement.tenant, "sql": sql})
 
