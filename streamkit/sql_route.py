@@ -438,7 +438,8 @@ def quote_string(value: str) -> str:
 
 
 def literal(scalar: pa.Scalar) -> str:
-    """One bound value as a SQL literal of its type; ``invalid`` for types without one."""
+    """One bound value as a SQL literal of its type; ``invalid`` for types without one.
+    (A timestamp with a time zone becomes its UTC instant, as a timestamp without one.)"""
     kind = scalar.type
     if pa.types.is_dictionary(kind):
         return literal(scalar.value) if scalar.is_valid else "NULL"

@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import DEMO_DATA, running_connector, running_gateway
 from datafusion import SessionContext
+from google.protobuf import any_pb2
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -397,8 +398,6 @@ def test_plain_descriptors_and_tickets_still_work(gateway):
 
 def test_unserved_commands_are_unimplemented(gateway):
     client = flight.connect(uri(gateway))
-    from google.protobuf import any_pb2
-
     packed = any_pb2.Any(type_url=m.TYPE_URL_PREFIX + "CommandGetXdbcTypeInfo")
     with pytest.raises(
         flight.FlightServerError, match="^unimplemented: .*CommandGetXdbcTypeInfo"
