@@ -238,11 +238,13 @@ class _Level:
     expect_table: bool = False
 
 
-def route(sql: str) -> Statement:
+def route(sql: str, default_tenant: str | None = None) -> Statement:
     """The tenant ``sql`` names and its text for that tenant's connector.
 
-    ``invalid`` if it is not one SELECT (or WITH … SELECT), names no tenant or more than
-    one, uses a table function on a qualified name, or a name of more than three parts."""
+    A statement that names no tenant (``SELECT 1``, the connection test of many tools; or
+    unqualified tables) goes to ``default_tenant``. ``invalid`` if it is not one SELECT (or
+    WITH … SELECT), names no tenant and there is no default, names more than one, uses a
+    table function on a qualified name, or a name of more than three parts."""
     if not isinstance(sql, str) or not sql.strip():
         raise errors.invalid("the statement is empty")
     if len(sql) > MAX_SQL_CHARS:
@@ -310,6 +312,8 @@ def route(sql: str) -> Statement:
         k += 1
 
     tenants = sorted({tenant for tenant, _ in refs})
+    if not tenants and default_tenant:
+        tenants = [default_tenant]
     if not tenants:
         raise errors.invalid(
             "the statement names no tenant: write each table as TENANT.DATASET "

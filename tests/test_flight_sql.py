@@ -425,9 +425,12 @@ def test_a_statement_naming_two_tenants_is_refused(gateway):
         query(conn, "SELECT * FROM demo.sensors a JOIN far.sensors b ON a.ts = b.ts")
 
 
-def test_a_statement_naming_no_tenant_is_refused(gateway):
-    with connect(gateway) as conn, pytest.raises(dbapi.Error, match="names no tenant"):
-        query(conn, "SELECT * FROM sensors")
+def test_a_statement_naming_no_tenant_runs_at_the_default_tenant(gateway):
+    # Tools test a connection with "SELECT 1"; unqualified tables are the default tenant's.
+    with connect(gateway) as conn:
+        assert query(conn, "SELECT 1 AS one")["one"].to_pylist() == [1]
+        counted = query(conn, "SELECT count(*) AS n FROM sensors")
+    assert counted["n"].to_pylist() == [pq.read_metadata(DEMO_DATA / "sensors.parquet").num_rows]
 
 
 def test_an_unknown_table_is_not_found(gateway):

@@ -284,7 +284,7 @@ class FlightSql:
         descriptor: flight.FlightDescriptor,
         literals: list[str],
     ) -> flight.FlightInfo:
-        statement = route(sql)
+        statement = route(sql, self.forwarder.config.default_tenant)
         query = _query(statement, literals)
         upstream = self.forwarder.info(query, identity, peer)
         ticket = m.pack(m.TicketStatementQuery(statement_handle=query.to_bytes()))
@@ -383,7 +383,7 @@ class FlightSql:
         if name != "CommandPreparedStatementQuery" or message is None:
             raise _unimplemented(f"Flight SQL {name} is not served: the gateway is read-only")
         sql, key, _ = _read_handle(message.prepared_statement_handle)
-        statement = route(sql)
+        statement = route(sql, self.forwarder.config.default_tenant)
         self.forwarder.admit(_query(statement, None), identity)
         values = _read_values(reader)
         raw = None
@@ -418,7 +418,7 @@ class FlightSql:
             raise _unimplemented(f"the action {action.type!r} is not served by the gateway")
 
     def _prepare(self, identity: Identity, peer: str, sql: str) -> Any:
-        statement = route(sql)
+        statement = route(sql, self.forwarder.config.default_tenant)
         dataset_schema = b""
         if statement.parameters:
             # Its result schema depends on the values: known at execution.
