@@ -395,7 +395,8 @@ def test_unimplemented_methods(demo_gateway, demo_connector):
             list(client.list_actions())
     # The gateway serves one action, "health"; any other is a clean "invalid".
     with flight.connect(demo_gateway.flight_url) as client:
-        assert [a.type for a in client.list_actions()] == ["health"]
+        actions = [a.type for a in client.list_actions()]
+        assert actions == ["health", "CreatePreparedStatement", "ClosePreparedStatement"]
         with pytest.raises(flight.FlightServerError, match="^invalid: unknown action 'x'") as e:
             list(client.do_action(flight.Action("x", b"")))
         assert "Traceback" not in str(e.value)

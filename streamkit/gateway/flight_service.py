@@ -18,7 +18,7 @@ from streamkit import errors
 from streamkit.flight_server import BaseFlightServer
 from streamkit.flight_streams import Item, generator_stream
 from streamkit.gateway.access import Identity
-from streamkit.gateway.flight_sql import FlightSql
+from streamkit.gateway.flight_sql import CLOSE_PREPARED, CREATE_PREPARED, FlightSql
 from streamkit.gateway.forward import Forwarder, Stream
 from streamkit.gateway.pump import Ended
 from streamkit.query import Query
@@ -104,7 +104,11 @@ class GatewayFlightServer(BaseFlightServer):
 
     def list_actions(self, context: flight.ServerCallContext) -> list[tuple[str, str]]:
         self._caller(context)
-        return [(HEALTH_ACTION, "the /healthz document, for the caller's tenants")]
+        return [
+            (HEALTH_ACTION, "the /healthz document, for the caller's tenants"),
+            (CREATE_PREPARED, "Flight SQL: prepare a statement"),
+            (CLOSE_PREPARED, "Flight SQL: close a prepared statement"),
+        ]
 
     def stop(self) -> None:
         self.forwarder.stop()
