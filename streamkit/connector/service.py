@@ -58,8 +58,8 @@ class Connector:
         sql_memory: int | None = None,
         spill_dir: Path | None = None,
     ) -> None:
-        """``sql_memory``: bytes each SQL query may hold before it spills (into
-        ``spill_dir``, default a private temporary folder) or fails."""
+        """``sql_memory``: bytes each SQL query may hold; past it the query fails, or
+        spills into ``spill_dir`` if there is one."""
         self.sql_memory, self.spill_dir = sql_memory, spill_dir
         self.catalog = Catalog(root)
         self.readers = Readers(
@@ -99,10 +99,10 @@ class Connector:
             return self.stopping.is_set() or should_stop()
 
         if query.sql is not None or (query.where and not query.follow):
-            schema, batches = self.sql.batches(self._frame(query), stop)
-            if query.sql is None:  # a filtered dataset keeps the dataset's own types
-                schema = query.projected(self._resolve(query)[1].schema)
-                batches = _cast(batches, schema)
+            frame, kept = self._frame(query)
+            schema, batches = self.sql.batches(frame, stop)
+            if kept is not None:
+                schema, batches = kept, _cast(batches, kept)
             return Opened(schema, _clean_errors(batches, query.label()))
         entry, info = self._resolve(query)
 
@@ -178,13 +178,11 @@ class Connector:
     @functools.cached_property
     def sql(self) -> SqlEngine:
         """The SQL engine (DataFusion), loaded by the first query that needs it."""
-        from streamkit.sql import SqlEngine
+        from streamkit.sql import DEFAULT_MEMORY_LIMIT, SqlEngine
 
         def live_entry(name: str) -> Entry | None:
             live = self._live(name)
             return _live_entry(live) if live is not None else None
-
-        from streamkit.sql import DEFAULT_MEMORY_LIMIT
 
         return SqlEngine(
             self.catalog,
@@ -194,16 +192,18 @@ class Connector:
             spill_dir=self.spill_dir,
         )
 
-    def _frame(self, query: Query) -> DataFrame:
+    def _frame(self, query: Query) -> tuple[DataFrame, pa.Schema | None]:
+        """The planned query; for a filtered dataset also the schema its batches keep (the
+        dataset's own types, whatever the engine makes of them)."""
         if query.sql is not None:
-            return self.sql.plan(query.sql)
-        self._resolve(query)  # an unknown dataset is "not found" before any SQL
-        return self.sql.filtered(query.dataset, query.where, query.columns, query.limit)
+            return self.sql.plan(query.sql), None
+        _, info = self._resolve(query)  # an unknown dataset is "not found" before any SQL
+        frame = self.sql.filtered(query.dataset, query.where, query.columns, query.limit)
+        return frame, query.projected(info.schema)
 
     def _sql_info(self, query: Query) -> flight.FlightInfo:
-        schema = self._frame(query).schema()
-        if query.sql is None:
-            schema = query.projected(self._resolve(query)[1].schema)
+        frame, kept = self._frame(query)
+        schema = frame.schema() if kept is None else kept
         endpoint = flight.FlightEndpoint(query.to_ticket(), [])
         return flight.FlightInfo(schema, query.to_descriptor(), [endpoint], -1, -1)
 
