@@ -113,7 +113,8 @@ class TenantTunnels:
             self.busy -= 1
 
     async def _take(self) -> Tunnel | None:
-        """An idle, open tunnel; waits briefly for one (a connector's spare is on its way)."""
+        """An idle, open tunnel; while a connector is carrying others, waits briefly for
+        one (its next spare is on its way)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + PAIR_TIMEOUT_SECONDS
         while True:
@@ -123,15 +124,12 @@ class TenantTunnels:
                     return tunnel
                 await tunnel.close()
             left = deadline - loop.time()
-            if left <= 0 or not self._ever_connected():
+            if left <= 0 or self.busy == 0:  # no connector at all: fail fast, wait for none
                 return None
             self.arrived.clear()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(left):
                     await self.arrived.wait()
-
-    def _ever_connected(self) -> bool:
-        return self.busy > 0
 
     async def close(self) -> None:
         if self._server is not None:
