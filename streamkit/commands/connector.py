@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import logging
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 from typing import Annotated
@@ -12,6 +10,7 @@ from typing import Annotated
 import typer
 
 from streamkit.lifecycle import log_crashes, run_until_signal
+from streamkit.logs import LogFormat, configure_logging
 from streamkit.readers import DEFAULT_BATCH_BYTES, DEFAULT_BATCH_ROWS
 from streamkit.secrets import SecretError, resolve_secret
 from streamkit.security import is_loopback, parse_networks
@@ -84,11 +83,14 @@ def serve(
             " is not bounded); without it they fail."
         ),
     ] = None,
+    log_format: Annotated[
+        LogFormat, typer.Option(help="Log lines on stderr: text, or json (one object a line).")
+    ] = LogFormat.text,
 ) -> None:
     """Serve ROOT's CSV, JSON, Parquet and Arrow files as Flight datasets."""
     from streamkit.connector import ConnectorServer
 
-    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s", stream=sys.stderr)
+    configure_logging(log_format)
     log_crashes()
     if not root.is_dir():
         raise fail(f"{root}: not a folder")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -11,6 +9,7 @@ import typer
 
 from streamkit.config import DEFAULT_CONFIG, ConfigError, load
 from streamkit.lifecycle import log_crashes, run_until_signal
+from streamkit.logs import LogFormat, configure_logging
 from streamkit.security import is_loopback
 
 app = typer.Typer(
@@ -31,11 +30,14 @@ def up(
     insecure: Annotated[
         bool, typer.Option(help="Allow a non-loopback address while some tenant has no tokens.")
     ] = False,
+    log_format: Annotated[
+        LogFormat, typer.Option(help="Log lines on stderr: text, or json (one object a line).")
+    ] = LogFormat.text,
 ) -> None:
     """Start the gateway: Flight for CLIs, WebSocket + HTTP and the dashboard for browsers."""
     from streamkit.gateway import make_gateway
 
-    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s", stream=sys.stderr)
+    configure_logging(log_format)
     log_crashes()
     try:
         settings = load(config, host=host, flight_port=flight_port, http_port=http_port)
