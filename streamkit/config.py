@@ -87,6 +87,10 @@ class GatewayConfig:
     """Browser origins allowed to open WebSockets; default: the gateway's own origin."""
     max_connections: int = 1000
     """Most WebSocket connections open at once."""
+    metrics_allow: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
+    """Peers that may read ``/metrics`` (and the Flight ``metrics`` action) without a token."""
+    metrics_token: Secret | None = None
+    """Bearer token that reads the metrics from anywhere ``allow`` lets in."""
     tenants: dict[str, TenantConfig] = field(default_factory=dict)
     source: str = "<defaults>"
     warnings: tuple[str, ...] = ()
@@ -114,6 +118,8 @@ _GATEWAY_KEYS: dict[str, type | tuple[type, ...]] = {
     "allow": list,
     "allowed_origins": list,
     "max_connections": int,
+    "metrics_allow": list,
+    "metrics_token": str,
 }
 _TENANT_KEYS: dict[str, type | tuple[type, ...]] = {
     "path": str,
@@ -179,14 +185,20 @@ def parse(raw: dict[str, Any], *, source: str, base: Path) -> GatewayConfig:
     }
     if len(tls) == 1:
         raise fail("gateway", "set both 'tls_cert' and 'tls_key', or neither")
-    for key in ("allow", "allowed_origins"):
+    for key in ("allow", "allowed_origins", "metrics_allow"):
         if key in values and not all(isinstance(v, str) for v in values[key]):
             raise fail(f"gateway.{key}", "must be a list of strings")
-    for spec in values.get("allow", []):
-        try:
-            parse_networks([spec])
-        except ValueError:
-            raise fail("gateway.allow", f"{spec!r} is not an address or network") from None
+    for key in ("allow", "metrics_allow"):
+        for spec in values.get(key, []):
+            try:
+                parse_networks([spec])
+            except ValueError:
+                raise fail(f"gateway.{key}", f"{spec!r} is not an address or network") from None
+    metrics_token = None
+    if "metrics_token" in values:
+        metrics_token = _secret(
+            values["metrics_token"], base, "gateway.metrics_token", fail, warnings
+        )
     if values.get("max_connections", 1) < 1:
         raise fail("gateway.max_connections", "must be positive")
 
@@ -279,6 +291,8 @@ def parse(raw: dict[str, Any], *, source: str, base: Path) -> GatewayConfig:
         allow=tuple(values["allow"]) if "allow" in values else None,
         allowed_origins=(tuple(values["allowed_origins"]) if "allowed_origins" in values else None),
         max_connections=values.get("max_connections", GatewayConfig.max_connections),
+        metrics_allow=tuple(values.get("metrics_allow", GatewayConfig.metrics_allow)),
+        metrics_token=metrics_token,
         tenants=tenants,
         source=source,
         warnings=tuple(warnings),

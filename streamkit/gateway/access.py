@@ -28,13 +28,38 @@ class Identity:
 
 class Access:
     def __init__(self, config: GatewayConfig) -> None:
+        self.limits = RateLimiter({})
+        self.reload(config)
+
+    def reload(self, config: GatewayConfig) -> None:
+        """Take ``config``'s tokens, allow-lists and limits; rate-limit buckets (and the
+        streams they count) carry over."""
         self.auth_required = config.auth_required
         self.open = frozenset(n for n, t in config.tenants.items() if not t.tokens)
         self._tokens = [(s.value, n) for n, t in config.tenants.items() for s in t.tokens]
         self.peers = PeerFilter(config.allow)
-        self.limits = RateLimiter(
-            {n: t.rate_limit for n, t in config.tenants.items() if t.rate_limit}
+        self.limits.limits = {n: t.rate_limit for n, t in config.tenants.items() if t.rate_limit}
+        self.metrics_peers = PeerFilter(config.metrics_allow)
+        self.metrics_token = config.metrics_token
+
+    def check_metrics(self, peer: str, token: str | None) -> None:
+        """Metrics go to ``metrics_allow`` peers, or to any caller with ``metrics_token``."""
+        secret = self.metrics_token
+        if token is not None and secret is not None and same_secret(token, secret.value):
+            return
+        if self.metrics_peers.allows(peer):
+            return
+        raise errors.Unauthorized(
+            "unauthorized: metrics are served to metrics_allow peers or with metrics_token"
         )
+
+    def tenants_of(self, identity: Identity) -> frozenset[str]:
+        """The tenants ``identity`` may read under the current configuration (a reload may
+        have revoked its token)."""
+        if identity.token is None:
+            return self.open
+        granted = {n for secret, n in self._tokens if token_id(secret) == identity.token}
+        return self.open | granted if granted else frozenset()
 
     def identify(self, token: str | None) -> Identity:
         """The caller's identity; an unknown token is refused outright."""

@@ -15,6 +15,7 @@ from streamkit.gateway.access import Access
 from streamkit.gateway.flight_service import GatewayFlightServer
 from streamkit.gateway.forward import Forwarder
 from streamkit.gateway.http_service import make_http_app
+from streamkit.gateway.metrics import ConnectorStates, LiveFollowers, Metrics
 from streamkit.gateway.tunnels import Tunnels
 from streamkit.gateway.upstream import Upstreams
 from streamkit.gateway.web_context import WebContext
@@ -22,6 +23,7 @@ from streamkit.gateway.web_context import WebContext
 log = logging.getLogger("streamkit.gateway")
 
 STREAM_THREADS = 128  # blocking upstream reads of WebSocket/HTTP streams
+PROBE_SECONDS = 5.0  # how often each connector is looked at for streamkit_connector_up
 
 
 class Gateway:
@@ -31,9 +33,14 @@ class Gateway:
         self.config = config
         self.pool = ThreadPoolExecutor(STREAM_THREADS, thread_name_prefix="streamkit-stream")
         self.access = Access(config)
+        self.metrics = Metrics(lambda: self.config.tenants)
+        self.connector_states = ConnectorStates(self.metrics)
+        self.metrics.sample(self.connector_states)
         self.tunnels = Tunnels([n for n, t in config.tenants.items() if t.dials_in])
-        self.upstreams = Upstreams(config, self.tunnels)
-        self.forwarder = Forwarder(config, self.access, self.upstreams)
+        self.upstreams = Upstreams(config, self.tunnels, self.connector_states)
+        self.metrics.sample(LiveFollowers(self.upstreams.followers))
+        self.forwarder = Forwarder(config, self.access, self.upstreams, self.metrics)
+        self._probing = threading.Thread(target=self._probe, name="streamkit-probe", daemon=True)
         self.web = WebContext(config, self.forwarder, self.pool, self.tunnels)
         self.flight: GatewayFlightServer | None = None
         self.http_port = 0
@@ -70,7 +77,17 @@ class Gateway:
         except BaseException:
             self.stop()
             raise
+        self._probing.start()
         return self
+
+    def _probe(self) -> None:
+        stopping = self.forwarder.stopping
+        while not stopping.is_set():
+            try:
+                self.upstreams.probe()
+            except Exception:  # a tenant removed meanwhile, a closing client: next round
+                log.debug("connector probe failed", exc_info=True)
+            stopping.wait(PROBE_SECONDS)
 
     def _start_http(self) -> None:
         ready = threading.Event()

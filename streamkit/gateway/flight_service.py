@@ -24,6 +24,7 @@ from streamkit.gateway.pump import Ended
 from streamkit.query import Query
 
 HEALTH_ACTION = "health"
+METRICS_ACTION = "metrics"
 
 
 class GatewayFlightServer(BaseFlightServer):
@@ -93,12 +94,18 @@ class GatewayFlightServer(BaseFlightServer):
     def do_action(
         self, context: flight.ServerCallContext, action: flight.Action
     ) -> Iterator[flight.Result]:
+        if action.type == METRICS_ACTION:  # its own token, not a tenant's
+            self.forwarder.access.check_metrics(*self.admit(context))
+            yield flight.Result(self.forwarder.metrics.render())
+            return
         identity, peer = self._caller(context)
         if self.sql.serves_action(action.type):
             yield from self.sql.do_action(identity, peer, action)
             return
         if action.type != HEALTH_ACTION:
-            raise errors.invalid(f"unknown action {action.type!r} (the gateway serves 'health')")
+            raise errors.invalid(
+                f"unknown action {action.type!r} (the gateway serves 'health' and 'metrics')"
+            )
         status, tenants = self.forwarder.health(identity)
         yield flight.Result(json.dumps({"status": status, "tenants": tenants}).encode())
 
@@ -106,6 +113,7 @@ class GatewayFlightServer(BaseFlightServer):
         self._caller(context)
         return [
             (HEALTH_ACTION, "the /healthz document, for the caller's tenants"),
+            (METRICS_ACTION, "the /metrics text (Prometheus), for metrics_allow or metrics_token"),
             (CREATE_PREPARED, "Flight SQL: prepare a statement"),
             (CLOSE_PREPARED, "Flight SQL: close a prepared statement"),
         ]

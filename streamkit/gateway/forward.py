@@ -18,6 +18,7 @@ from streamkit import errors
 from streamkit.batches import batch_bytes
 from streamkit.config import GatewayConfig
 from streamkit.gateway.access import Access, Identity
+from streamkit.gateway.metrics import Metrics
 from streamkit.gateway.pump import AsyncPump, Chunk, Ended, Polled, Pump
 from streamkit.gateway.requests_log import RequestRecord
 from streamkit.gateway.upstream import Upstreams, upstream_error
@@ -27,9 +28,18 @@ WATCH_SECONDS = 0.25  # how often a waiting stream looks at its client, idle tim
 
 
 class Forwarder:
-    def __init__(self, config: GatewayConfig, access: Access, upstreams: Upstreams) -> None:
+    def __init__(
+        self,
+        config: GatewayConfig,
+        access: Access,
+        upstreams: Upstreams,
+        metrics: Metrics | None = None,
+    ) -> None:
         self.config, self.access, self.upstreams = config, access, upstreams
+        self.metrics = metrics or Metrics(lambda: self.config.tenants)
         self.stopping = threading.Event()
+        self.streams: set[Stream] = set()  # open now (a reload may have to end some)
+        self._streams_lock = threading.Lock()
 
     def identify(self, token: str | None) -> Identity:
         return self.access.identify(token)
@@ -50,9 +60,16 @@ class Forwarder:
 
     def info(self, query: Query, identity: Identity, peer: str) -> flight.FlightInfo:
         """The upstream FlightInfo of an admitted query (one request of the rate limit)."""
-        tenant = self._admitted_tenant(query, identity)
-        self.access.limits.request(tenant, identity.caller(peer))
-        return self.upstreams.get_flight_info(query)
+        surface = _surface(query, "flight")
+        try:
+            tenant = self._admitted_tenant(query, identity)
+            self.access.limits.request(tenant, identity.caller(peer))
+            info = self.upstreams.get_flight_info(query)
+        except errors.StreamkitError as exc:
+            self.metrics.request(query.tenant, surface, exc.code)
+            raise
+        self.metrics.request(query.tenant, surface, "ok")
+        return info
 
     def health(self, identity: Identity) -> tuple[str, dict[str, dict[str, object]]]:
         """``ok`` or ``degraded`` (any tenant unreachable), and the state of the tenants the
@@ -85,35 +102,57 @@ class Forwarder:
 
     def open(self, query: Query, identity: Identity, peer: str, surface: str) -> Stream:
         """Admit ``query`` and open its upstream stream (blocking: a worker thread's job)."""
-        tenant = self._admitted_tenant(query, identity)
+        label = _surface(query, surface)
         record = RequestRecord(surface, query.tenant, query.dataset or "(sql)")
+        try:
+            tenant = self._admitted_tenant(query, identity)
+        except errors.StreamkitError as exc:
+            self.metrics.request(query.tenant, label, exc.code)
+            raise
         try:
             release = self.access.limits.acquire_stream(tenant, identity.caller(peer))
         except errors.StreamkitError as exc:
+            self.metrics.request(tenant, label, exc.code)
             record.finish(exc.code)
             raise
         try:
             reader = self.upstreams.do_get(query)
         except errors.StreamkitError as exc:
             release()
+            self.metrics.request(tenant, label, exc.code)
             record.finish(exc.code)
             raise
+        record.meter = self.metrics.meter(tenant, label)
         # A Flight call has a thread of its own to wait in; an event loop has not.
         pump = Polled(reader) if surface == "flight" and hasattr(reader, "poll") else Pump(reader)
-        return Stream(query, record, pump, release, self.config.idle_timeout, self.stopping)
+        stream = Stream(query, record, pump, release, self.config.idle_timeout, self.stopping)
+        stream.identity, stream.on_close = identity, self._forget
+        with self._streams_lock:
+            self.streams.add(stream)
+        return stream
+
+    def _forget(self, stream: Stream) -> None:
+        with self._streams_lock:
+            self.streams.discard(stream)
+
+    def open_streams(self) -> list[Stream]:
+        with self._streams_lock:
+            return list(self.streams)
 
     def put(
         self, query: Query, identity: Identity, peer: str, reader: flight.MetadataRecordBatchReader
     ) -> int:
         """Publish to ``[tenant, dataset]``: batches go on to the tenant's connector as read."""
-        tenant = self._admitted_tenant(query, identity)
-        self.access.limits.request(tenant, identity.caller(peer))
         record = RequestRecord("flight-put", query.tenant, query.dataset)
         try:
+            tenant = self._admitted_tenant(query, identity)
+            self.access.limits.request(tenant, identity.caller(peer))
             record.rows = self.upstreams.do_put(query, reader)
         except errors.StreamkitError as exc:
+            self.metrics.request(query.tenant, "flight", exc.code)
             record.finish(exc.code)
             raise
+        self.metrics.request(query.tenant, "flight", "ok")
         record.finish("ok")
         return record.rows
 
@@ -140,6 +179,8 @@ class Stream:
         self._last = time.monotonic()
         self._once = threading.Lock()
         self._async: AsyncPump | None = None
+        self.identity: Identity | None = None
+        self.on_close: Callable[[Stream], None] = lambda stream: None
 
     def get(self, timeout: float = WATCH_SECONDS) -> Chunk | None:
         """The next chunk, or None if none came within ``timeout``; raises :class:`Ended`."""
@@ -201,4 +242,10 @@ class Stream:
         if outcome != "ok":
             self.pump.cancel()
         self._release()
+        self.on_close(self)
         self.record.finish(outcome)
+
+
+def _surface(query: Query, transport: str) -> str:
+    """The metrics' ``surface`` label: flight, ws or http, or sql for any SQL statement."""
+    return "sql" if query.sql is not None else transport

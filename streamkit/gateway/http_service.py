@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from streamkit import dialout, errors
 from streamkit.gateway.access import Identity
@@ -61,6 +62,7 @@ def make_http_app(context: WebContext) -> web.Application:
     app = web.Application(middlewares=[guard])
     app[CONTEXT] = context
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics)
     app.router.add_get("/ws", websocket)
     app.router.add_get(dialout.PATH, connect)
     app.router.add_get("/api/stream/{tenant}/{dataset:.+}", stream)
@@ -79,6 +81,15 @@ async def healthz(request: web.Request) -> web.Response:
     if context.forwarder.access.auth_required and identity.token is None:
         return web.json_response({"status": status})
     return web.json_response({"status": status, "tenants": shown})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus text, for ``metrics_allow`` peers or the ``metrics_token``."""
+    forwarder = request.app[CONTEXT].forwarder
+    token = bearer_token(request.headers.get("Authorization"))
+    forwarder.access.check_metrics(request.remote or "", token)
+    body = await asyncio.get_running_loop().run_in_executor(None, forwarder.metrics.render)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 def origin_allowed(request: web.Request, allowed: tuple[str, ...] | None) -> bool:

@@ -155,6 +155,10 @@ class Hubs:
             raise
         return HubReader(hub, follower, history, query, schema)
 
+    def all(self) -> list[Hub]:
+        with self._lock:
+            return list(self._hubs.values())
+
     def _forget(self, hub: Hub) -> None:
         with self._lock:
             if self._hubs.get(hub.key) is hub:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Literal
@@ -17,6 +18,7 @@ from streamkit import errors
 from streamkit.config import GatewayConfig, TenantConfig
 from streamkit.connector.service import Connector, LocalStream
 from streamkit.gateway.live_hub import Hubs
+from streamkit.gateway.metrics import ConnectorStates
 from streamkit.gateway.pump import Upstream
 from streamkit.gateway.tunnels import TenantTunnels, Tunnels
 from streamkit.live_wire import is_live_info
@@ -27,6 +29,7 @@ log = logging.getLogger("streamkit.gateway")
 
 CONNECT_TIMEOUT_MS = 3000
 HEALTH_TIMEOUT_S = 5.0  # load balancers should not wait long for an answer
+PROBE_TIMEOUT_S = 2.0
 LIVE_CACHE_SECONDS = 5.0
 MAX_LIVE_CACHE = 10_000
 # gRPC waits up to two minutes between reconnect attempts by default; a restarted connector
@@ -89,30 +92,71 @@ def _connect(config: TenantConfig, location: str | None = None) -> flight.Flight
 
 
 class Upstreams:
-    def __init__(self, config: GatewayConfig, tunnels: Tunnels | None = None) -> None:
+    def __init__(
+        self,
+        config: GatewayConfig,
+        tunnels: Tunnels | None = None,
+        states: ConnectorStates | None = None,
+    ) -> None:
         self.tenants: dict[str, Tenant] = {}
         # A metadata call may wait this long: under heavy load, queueing is not failure.
         self.call_timeout = config.idle_timeout
         self.hubs = Hubs()
+        self.states = states
+        self._tunnels = tunnels
         self._live: dict[tuple[str, str], tuple[bool, float]] = {}  # -> (live, when known)
         try:
             for name, tenant_config in config.tenants.items():
-                dialing = tunnels.get(name) if tunnels is not None else None
-                if dialing is not None:  # the connector dials in: reached through its tunnels
-                    client = _connect(tenant_config, dialing.location)
-                    self.tenants[name] = Tenant(tenant_config, client=client, tunnels=dialing)
-                    continue
-                if tenant_config.path is None:
-                    self.tenants[name] = Tenant(tenant_config, client=_connect(tenant_config))
-                    continue
-                embedded = Connector(str(tenant_config.path), batch_bytes=config.batch_bytes)
-                simulator = None
-                if tenant_config.simulate:
-                    simulator = Simulator(embedded.live, tenant_config.simulate)
-                self.tenants[name] = Tenant(tenant_config, embedded=embedded, simulator=simulator)
+                self.tenants[name] = self.connect(tenant_config, config.batch_bytes)
         except BaseException:
             self.close()
             raise
+
+    def connect(self, config: TenantConfig, batch_bytes: int) -> Tenant:
+        """A tenant's connector, reached as its configuration says."""
+        dialing = self._tunnels.get(config.name) if self._tunnels is not None else None
+        if dialing is not None:  # the connector dials in: reached through its tunnels
+            return Tenant(config, client=_connect(config, dialing.location), tunnels=dialing)
+        if config.path is None:
+            return Tenant(config, client=_connect(config))
+        embedded = Connector(str(config.path), batch_bytes=batch_bytes)
+        simulator = Simulator(embedded.live, config.simulate) if config.simulate else None
+        return Tenant(config, embedded=embedded, simulator=simulator)
+
+    def seen(self, tenant: str, up: bool) -> None:
+        if self.states is not None:
+            self.states.seen(tenant, up)
+
+    def probe(self) -> None:
+        """Look at every connector once (a ListActions round trip: any answer, even
+        "unimplemented", means it is up) and tell ``states``."""
+        for name, tenant in list(self.tenants.items()):
+            if tenant.embedded is not None:
+                up = True
+            elif tenant.tunnels is not None and not tenant.tunnels.connected:
+                up = False
+            else:
+                try:
+                    tenant.remote().list_actions(tenant.options(PROBE_TIMEOUT_S))
+                    up = True
+                except flight.FlightUnavailableError:
+                    up = False
+                except flight.FlightTimedOutError:
+                    up = False
+                except Exception:  # refused or unimplemented: it answered
+                    up = True
+            self.seen(name, up)
+
+    def followers(self) -> Iterator[tuple[str, int]]:
+        """``(tenant, batches queued)`` of every live follower the gateway serves."""
+        for hub in self.hubs.all():
+            for follower in list(hub.followers):
+                yield hub.key[0], len(follower.queue)
+        for name, tenant in list(self.tenants.items()):
+            if tenant.embedded is not None:
+                for live in tenant.embedded.live.all():
+                    for follower in list(live.followers):
+                        yield name, len(follower.queue)
 
     def tenant(self, name: str | None) -> Tenant:
         tenant = self.tenants.get(name or "")
@@ -128,7 +172,7 @@ class Upstreams:
     def get_flight_info(self, query: Query) -> flight.FlightInfo:
         tenant = self._reachable(query.tenant)
         upstream = query.upstream()
-        with _upstream_errors(tenant):
+        with _upstream_errors(tenant, self.seen):
             if tenant.embedded is not None:
                 return tenant.embedded.flight_info(upstream)
             info = tenant.remote().get_flight_info(
@@ -140,7 +184,7 @@ class Upstreams:
 
     def list_flights(self, tenant: Tenant, timeout: float | None = None) -> list[flight.FlightInfo]:
         tenant.check_connected()
-        with _upstream_errors(tenant):
+        with _upstream_errors(tenant, self.seen):
             if tenant.embedded is not None:
                 return list(tenant.embedded.list_flights())
             options = tenant.options(timeout or self.call_timeout)
@@ -157,7 +201,7 @@ class Upstreams:
         embedded live dataset fans out to its followers itself."""
         tenant = self._reachable(query.tenant)
         upstream = query.upstream()
-        with _upstream_errors(tenant):
+        with _upstream_errors(tenant, self.seen):
             if tenant.embedded is not None:
                 return LocalStream(tenant.embedded, upstream)
             client = tenant.remote()
@@ -204,7 +248,7 @@ class Upstreams:
         """Forward a publish batch by batch; returns the rows sent."""
         tenant = self._reachable(query.tenant)
         rows = 0
-        with _upstream_errors(tenant):
+        with _upstream_errors(tenant, self.seen):
             if tenant.embedded is not None:
                 return tenant.embedded.publish(query.dataset, reader)
             writer, _ = tenant.remote().do_put(
@@ -258,10 +302,11 @@ class Upstreams:
 
 
 class _upstream_errors:
-    """Re-raise upstream failures as clean contract errors that name the tenant."""
+    """Re-raise upstream failures as clean contract errors that name the tenant, and tell
+    ``seen`` whether its connector answered."""
 
-    def __init__(self, tenant: Tenant) -> None:
-        self.tenant = tenant
+    def __init__(self, tenant: Tenant, seen: Callable[[str, bool], None]) -> None:
+        self.tenant, self.seen = tenant, seen
 
     def __enter__(self) -> None:
         return None
@@ -273,8 +318,13 @@ class _upstream_errors:
         tb: TracebackType | None,
     ) -> Literal[False]:
         if exc is None or not isinstance(exc, Exception):
+            if exc is None:
+                self.seen(self.tenant.name, True)
             return False
-        raise upstream_error(self.tenant.name, exc) from None
+        error = upstream_error(self.tenant.name, exc)
+        if error.code == errors.UNAVAILABLE:
+            self.seen(self.tenant.name, False)
+        raise error from None
 
 
 def upstream_error(tenant: str, exc: BaseException) -> errors.StreamkitError:
