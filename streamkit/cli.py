@@ -10,6 +10,7 @@ from streamkit.commands.ls import ls
 from streamkit.commands.publish import publish
 from streamkit.commands.query import query
 from streamkit.commands.sql import sql
+from streamkit.commands.top import top
 from streamkit.commands.tui import tui
 
 app = typer.Typer(
@@ -26,6 +27,7 @@ app.command("sql")(sql)
 app.command("publish")(publish)
 app.command("bench")(bench)
 app.command("tui")(tui)
+app.command("top")(top)
 
 
 def main() -> None:

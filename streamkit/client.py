@@ -194,6 +194,19 @@ class GatewayClient:
         tenants: dict[str, dict[str, Any]] = json.loads(results[0].body.to_pybytes())["tenants"]
         return tenants
 
+    def metrics(self, *, timeout: float | None = METADATA_TIMEOUT_S) -> str:
+        """The gateway's metrics as Prometheus text (what ``GET /metrics`` serves), from the
+        ``metrics`` action; refused unless this host is in ``metrics_allow`` or the token is
+        ``metrics_token``."""
+        with self.errors():
+            results = list(
+                self._client.do_action(flight.Action("metrics", b""), self.options(timeout))
+            )
+        if not results:
+            raise ClientError("the gateway answered the metrics action with nothing")
+        text: str = results[0].body.to_pybytes().decode("utf-8")
+        return text
+
     def info(self, query: Query) -> flight.FlightInfo:
         with self.errors():
             return self._client.get_flight_info(
