@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from streamkit.commands import certs, connector, gateway
+from streamkit.commands import certs, connector, gateway, service
 from streamkit.commands.bench import bench
 from streamkit.commands.ls import ls
 from streamkit.commands.publish import publish
@@ -21,6 +21,7 @@ app = typer.Typer(
 app.add_typer(connector.app, name="connector")
 app.add_typer(gateway.app, name="gateway")
 app.add_typer(certs.app, name="certs")
+app.add_typer(service.app, name="service")
 app.command("ls")(ls)
 app.command("query")(query)
 app.command("sql")(sql)
