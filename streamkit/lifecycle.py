@@ -40,18 +40,34 @@ def log_crashes() -> None:
 
 
 def run_until_signal(
-    stop_callbacks: list[Callable[[], None]], grace: float = GRACE_SECONDS
+    stop_callbacks: list[Callable[[], None]],
+    grace: float = GRACE_SECONDS,
+    on_hangup: Callable[[], None] | None = None,
 ) -> None:
-    """Block until SIGINT/SIGTERM, run ``stop_callbacks`` in parallel, exit within ``grace``."""
+    """Block until SIGINT/SIGTERM, run ``stop_callbacks`` in parallel, exit within ``grace``.
+    ``on_hangup`` runs on each SIGHUP (in this thread, not in the signal handler)."""
     received = threading.Event()
+    hangups = threading.Event()
 
     def on_signal(signum: int, frame: object) -> None:
         received.set()
 
+    def on_sighup(signum: int, frame: object) -> None:
+        hangups.set()
+        received.set()  # wake the wait below
+
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    while not received.wait(0.5):
-        pass
+    if on_hangup is not None:
+        signal.signal(signal.SIGHUP, on_sighup)
+    while True:
+        received.wait()
+        if not hangups.is_set():
+            break
+        hangups.clear()
+        received.clear()
+        assert on_hangup is not None
+        on_hangup()
     print("streamkit: stopping", file=sys.stderr, flush=True)
     threads = [threading.Thread(target=cb, daemon=True) for cb in stop_callbacks]
     for thread in threads:

@@ -396,7 +396,9 @@ def test_unimplemented_methods(demo_gateway, demo_connector):
     # The gateway serves "health", "metrics" and Flight SQL's; any other is a clean "invalid".
     with flight.connect(demo_gateway.flight_url) as client:
         actions = [a.type for a in client.list_actions()]
-        assert actions == ["health", "metrics", "CreatePreparedStatement", "ClosePreparedStatement"]
+        assert actions == [
+            "health", "metrics", "reload", "CreatePreparedStatement", "ClosePreparedStatement"
+        ]
         with pytest.raises(flight.FlightServerError, match="^invalid: unknown action 'x'") as e:
             list(client.do_action(flight.Action("x", b"")))
         assert "Traceback" not in str(e.value)

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from streamkit.config import DEFAULT_CONFIG, ConfigError, load
+from streamkit.commands._options import GatewayOption, TlsCaOption, TokenOption
+from streamkit.commands._run import reported
+from streamkit.config import DEFAULT_CONFIG, ConfigError, GatewayConfig, load
 from streamkit.lifecycle import log_crashes, run_until_signal
 from streamkit.logs import LogFormat, configure_logging
 from streamkit.security import is_loopback
+
+if TYPE_CHECKING:
+    from streamkit.gateway import Gateway
 
 app = typer.Typer(
     help="Run the gateway that routes Arrow streams to clients.", no_args_is_help=True
@@ -39,29 +45,58 @@ def up(
 
     configure_logging(log_format)
     log_crashes()
-    try:
+
+    def read_config() -> GatewayConfig:
+        """The file with the command line's overrides; read again by each reload."""
         settings = load(config, host=host, flight_port=flight_port, http_port=http_port)
+        for warning in settings.warnings:
+            typer.echo(f"streamkit: warning: {settings.source}: {warning}", err=True)
+        open_tenants = [n for n, t in settings.tenants.items() if not t.tokens]
+        if not is_loopback(settings.host) and open_tenants and not insecure:
+            raise ConfigError(
+                f"refusing to serve {settings.host}: tenants without tokens "
+                f"({', '.join(open_tenants)}) would be readable by anyone on the network "
+                "(add tokens, or pass --insecure to do it anyway)"
+            )
+        return settings
+
+    try:
+        settings = read_config()
     except ConfigError as exc:
         typer.echo(f"streamkit: {exc}", err=True)
         raise typer.Exit(1) from None
-    for warning in settings.warnings:
-        typer.echo(f"streamkit: warning: {settings.source}: {warning}", err=True)
-    open_tenants = [n for n, t in settings.tenants.items() if not t.tokens]
-    if not is_loopback(settings.host) and open_tenants and not insecure:
-        typer.echo(
-            f"streamkit: refusing to serve {settings.host}: tenants without tokens "
-            f"({', '.join(open_tenants)}) would be readable by anyone on the network "
-            "(add tokens, or pass --insecure to do it anyway)",
-            err=True,
-        )
-        raise typer.Exit(1)
     try:
         gateway = make_gateway(settings)
     except Exception as exc:  # e.g. a port in use
         typer.echo(f"streamkit: cannot start the gateway: {exc}", err=True)
         raise typer.Exit(1) from None
+    gateway.loader = read_config
     tenants = ", ".join(settings.tenants)
     typer.echo(f"gateway up: tenants {tenants}", err=True)
     typer.echo(f"  dashboard  {gateway.http_url}/", err=True)
     typer.echo(f"  flight     {gateway.flight_url}", err=True)
-    run_until_signal([gateway.stop])
+    run_until_signal([gateway.stop], on_hangup=lambda: _reload(gateway))
+
+
+def _reload(gateway: Gateway) -> None:
+    """SIGHUP: a refused file is logged (``file: key: reason``) and the gateway runs on."""
+    with contextlib.suppress(ConfigError):  # already logged by the gateway
+        gateway.reload()
+
+
+@app.command()
+def reload(
+    gateway: GatewayOption = None,
+    token: TokenOption = None,
+    tls_ca: TlsCaOption = None,
+) -> None:
+    """Have a running gateway read its configuration again, as ``kill -HUP`` does: tenants
+    added, removed or changed without dropping the others' streams. Only from the gateway's
+    own machine; a bad file is refused and the running configuration kept."""
+    from streamkit.client import GatewayClient
+
+    with reported(), GatewayClient(gateway, token=token, tls_ca=tls_ca) as client:
+        changes = client.reload()
+    said = [f"{what.replace('_', ' ')}: {', '.join(names)}" for what, names in changes.items()]
+    said = [line for line, names in zip(said, changes.values(), strict=True) if names]
+    typer.echo(f"reloaded ({'; '.join(said) or 'nothing changed'})", err=True)

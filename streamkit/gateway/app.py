@@ -6,19 +6,23 @@ import asyncio
 import logging
 import ssl
 import threading
+from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from aiohttp import web
 
-from streamkit.config import GatewayConfig
+from streamkit.config import ConfigError, GatewayConfig
 from streamkit.gateway.access import Access
 from streamkit.gateway.flight_service import GatewayFlightServer
 from streamkit.gateway.forward import Forwarder
 from streamkit.gateway.http_service import make_http_app
 from streamkit.gateway.metrics import ConnectorStates, LiveFollowers, Metrics
+from streamkit.gateway.reload import ReloadPlan, plan
 from streamkit.gateway.tunnels import Tunnels
 from streamkit.gateway.upstream import Upstreams
 from streamkit.gateway.web_context import WebContext
+from streamkit.security import PeerFilter
 
 log = logging.getLogger("streamkit.gateway")
 
@@ -41,6 +45,9 @@ class Gateway:
         self.metrics.sample(LiveFollowers(self.upstreams.followers))
         self.forwarder = Forwarder(config, self.access, self.upstreams, self.metrics)
         self._probing = threading.Thread(target=self._probe, name="streamkit-probe", daemon=True)
+        self.loader: Callable[[], GatewayConfig] | None = None
+        """Reads the configuration again (the file, with the command line's overrides)."""
+        self._reloading = threading.Lock()
         self.web = WebContext(config, self.forwarder, self.pool, self.tunnels)
         self.flight: GatewayFlightServer | None = None
         self.http_port = 0
@@ -69,6 +76,7 @@ class Gateway:
             self.flight = GatewayFlightServer(
                 self.forwarder,
                 f"grpc://{self.config.host}:{self.config.flight_port}",
+                reload=lambda: self.reload().summary(),
                 allow=self.config.allow,
                 tls_cert=self.config.tls_cert,
                 tls_key=self.config.tls_key,
@@ -126,6 +134,65 @@ class Gateway:
         ready.wait()
         if failure:
             raise failure[0]
+
+    def reload(self) -> ReloadPlan:
+        """Read the configuration again and apply it (``kill -HUP``, ``gateway reload``); a
+        bad file raises :class:`ConfigError` and changes nothing."""
+        if self.loader is None:
+            raise ConfigError(f"{self.config.source}: the gateway was not started from a file")
+        try:
+            new = self.loader()
+        except ConfigError as exc:
+            self.metrics.reloads.labels("invalid").inc()
+            log.error("reload refused, the running configuration is kept: %s", exc)
+            raise
+        return self.apply(new)
+
+    def apply(self, new: GatewayConfig) -> ReloadPlan:
+        """Run ``new``: other tenants' streams go on; a removed or reconnected tenant's
+        streams end with the reason, and so do those of a revoked token."""
+        with self._reloading:
+            change = plan(self.config, new)
+            config = change.config
+            for key in change.needs_restart:
+                log.warning("reload: %s changed; it takes effect after a restart", key)
+            fresh = {}
+            for name in change.added + change.reconnected:
+                settings = config.tenants[name]
+                if name in change.reconnected and name in self.tunnels:
+                    self._on_loop(self.tunnels.by_tenant[name].close())
+                    self.tunnels.remove(name)
+                if settings.dials_in:
+                    self._on_loop(self.tunnels.add(name).start())
+                fresh[name] = self.upstreams.connect(settings, config.batch_bytes)
+            self.config = self.forwarder.config = self.web.config = config
+            self.upstreams.call_timeout = config.idle_timeout
+            self.access.reload(config)
+            if self.flight is not None:
+                self.flight.peers = PeerFilter(config.allow)
+            retired = [self.upstreams.tenants[n] for n in change.removed + change.reconnected]
+            for name in change.removed:
+                del self.upstreams.tenants[name]
+            self.upstreams.tenants.update(fresh)
+            self.forwarder.end_stale()
+            for tenant in retired:
+                self.upstreams.retire(tenant)
+            for name in change.removed:
+                if name in self.tunnels:
+                    self._on_loop(self.tunnels.by_tenant[name].close())
+                    self.tunnels.remove(name)
+                self.metrics.forget(name)
+                self.connector_states.forget(name)
+            self.metrics.reloads.labels("ok").inc()
+            log.info("reloaded %s: %s", config.source, change.summary())
+            return change
+
+    def _on_loop(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` on the HTTP event loop (where the tunnels live) and wait for it."""
+        if self._loop is None:
+            work.close()
+            return
+        asyncio.run_coroutine_threadsafe(work, self._loop).result(10)
 
     def _ssl_context(self) -> ssl.SSLContext | None:
         if not self.config.tls:

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import json
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pyarrow.flight as flight
 
 from streamkit import errors
+from streamkit.config import ConfigError
 from streamkit.flight_server import BaseFlightServer
 from streamkit.flight_streams import Item, generator_stream
 from streamkit.gateway.access import Identity
@@ -22,16 +23,23 @@ from streamkit.gateway.flight_sql import CLOSE_PREPARED, CREATE_PREPARED, Flight
 from streamkit.gateway.forward import Forwarder, Stream
 from streamkit.gateway.pump import Ended
 from streamkit.query import Query
+from streamkit.security import is_loopback
 
 HEALTH_ACTION = "health"
 METRICS_ACTION = "metrics"
+RELOAD_ACTION = "reload"
 
 
 class GatewayFlightServer(BaseFlightServer):
     def __init__(
-        self, forwarder: Forwarder, location: str = "grpc://127.0.0.1:0", **kwargs: Any
+        self,
+        forwarder: Forwarder,
+        location: str = "grpc://127.0.0.1:0",
+        reload: Callable[[], dict[str, list[str]]] | None = None,
+        **kwargs: Any,
     ) -> None:
         self.forwarder = forwarder
+        self.reload = reload
         self.sql = FlightSql(forwarder)  # Flight SQL requests, told apart by their bytes
         super().__init__(location, **self.sql.server_options(kwargs))
 
@@ -98,6 +106,9 @@ class GatewayFlightServer(BaseFlightServer):
             self.forwarder.access.check_metrics(*self.admit(context))
             yield flight.Result(self.forwarder.metrics.render())
             return
+        if action.type == RELOAD_ACTION:
+            yield flight.Result(json.dumps(self._reload(context)).encode())
+            return
         identity, peer = self._caller(context)
         if self.sql.serves_action(action.type):
             yield from self.sql.do_action(identity, peer, action)
@@ -109,11 +120,24 @@ class GatewayFlightServer(BaseFlightServer):
         status, tenants = self.forwarder.health(identity)
         yield flight.Result(json.dumps({"status": status, "tenants": tenants}).encode())
 
+    def _reload(self, context: flight.ServerCallContext) -> dict[str, list[str]]:
+        """Like ``kill -HUP``, so only from the gateway's own machine."""
+        peer, _ = self.admit(context)
+        if not is_loopback(peer):
+            raise errors.Unauthorized("unauthorized: reload is served to loopback peers only")
+        if self.reload is None:
+            raise errors.invalid("this gateway was not started from a configuration file")
+        try:
+            return self.reload()
+        except ConfigError as exc:
+            raise errors.invalid(f"the running configuration is kept: {exc}") from None
+
     def list_actions(self, context: flight.ServerCallContext) -> list[tuple[str, str]]:
         self._caller(context)
         return [
             (HEALTH_ACTION, "the /healthz document, for the caller's tenants"),
             (METRICS_ACTION, "the /metrics text (Prometheus), for metrics_allow or metrics_token"),
+            (RELOAD_ACTION, "read streamkit.toml again (loopback peers only)"),
             (CREATE_PREPARED, "Flight SQL: prepare a statement"),
             (CLOSE_PREPARED, "Flight SQL: close a prepared statement"),
         ]

@@ -16,10 +16,11 @@ import pyarrow.flight as flight
 
 from streamkit import errors
 from streamkit.batches import batch_bytes
-from streamkit.config import GatewayConfig
+from streamkit.config import GatewayConfig, TenantConfig
 from streamkit.gateway.access import Access, Identity
 from streamkit.gateway.metrics import Metrics
 from streamkit.gateway.pump import AsyncPump, Chunk, Ended, Polled, Pump
+from streamkit.gateway.reload import same_connector
 from streamkit.gateway.requests_log import RequestRecord
 from streamkit.gateway.upstream import Upstreams, upstream_error
 from streamkit.query import Query
@@ -109,6 +110,7 @@ class Forwarder:
         except errors.StreamkitError as exc:
             self.metrics.request(query.tenant, label, exc.code)
             raise
+        settings = self.config.tenants.get(tenant)
         try:
             release = self.access.limits.acquire_stream(tenant, identity.caller(peer))
         except errors.StreamkitError as exc:
@@ -126,10 +128,32 @@ class Forwarder:
         # A Flight call has a thread of its own to wait in; an event loop has not.
         pump = Polled(reader) if surface == "flight" and hasattr(reader, "poll") else Pump(reader)
         stream = Stream(query, record, pump, release, self.config.idle_timeout, self.stopping)
-        stream.identity, stream.on_close = identity, self._forget
+        stream.identity, stream.settings, stream.on_close = identity, settings, self._forget
         with self._streams_lock:
             self.streams.add(stream)
+        self.end_stale([stream])  # a reload while it opened
         return stream
+
+    def end_stale(self, streams: list[Stream] | None = None) -> None:
+        """End the open streams (or ``streams``) that the configuration no longer allows:
+        of a removed tenant, of a tenant whose connector changed, of a revoked token."""
+        for stream in self.open_streams() if streams is None else streams:
+            why = self._stale(stream)
+            if why is not None:
+                stream.end(why)
+
+    def _stale(self, stream: Stream) -> errors.StreamkitError | None:
+        tenant = stream.query.tenant or ""
+        now = self.config.tenants.get(tenant)
+        if now is None:
+            return errors.unavailable(f"tenant {tenant!r} was removed from the configuration")
+        if stream.settings is not None and not same_connector(now, stream.settings):
+            return errors.unavailable(
+                f"the connector of tenant {tenant!r} changed in the configuration; retry"
+            )
+        if stream.identity is not None and tenant not in self.access.tenants_of(stream.identity):
+            return errors.Unauthorized(f"unauthorized: this token may no longer read {tenant!r}")
+        return None
 
     def _forget(self, stream: Stream) -> None:
         with self._streams_lock:
@@ -180,7 +204,9 @@ class Stream:
         self._once = threading.Lock()
         self._async: AsyncPump | None = None
         self.identity: Identity | None = None
+        self.settings: TenantConfig | None = None  # the tenant's, when the stream opened
         self.on_close: Callable[[Stream], None] = lambda stream: None
+        self._ended: errors.StreamkitError | None = None  # see ``end``
 
     def get(self, timeout: float = WATCH_SECONDS) -> Chunk | None:
         """The next chunk, or None if none came within ``timeout``; raises :class:`Ended`."""
@@ -191,7 +217,7 @@ class Stream:
             self.close("ok")
             raise
         except Exception as exc:
-            raise self.fail(upstream_error(self.query.tenant or "", exc)) from None
+            raise self._failed(exc) from None
         return self._arrived(chunk)
 
     async def aget(self, timeout: float = WATCH_SECONDS) -> Chunk | None:
@@ -208,10 +234,17 @@ class Stream:
             self.close("ok")
             raise
         except Exception as exc:
-            raise self.fail(upstream_error(self.query.tenant or "", exc)) from None
+            raise self._failed(exc) from None
         return self._arrived(chunk)
 
+    def end(self, exc: errors.StreamkitError) -> None:
+        """End the stream from another thread (a reload): its reader is told ``exc``."""
+        self._ended = exc
+        self.close(exc.code)
+
     def _check_stopping(self) -> None:
+        if self._ended is not None:
+            raise self._ended
         if self._stopping.is_set():
             raise self.fail(errors.unavailable("the gateway is shutting down"), "stopped")
 
@@ -228,6 +261,11 @@ class Stream:
                 "idle",
             )
         return chunk
+
+    def _failed(self, exc: Exception) -> errors.StreamkitError:
+        if self._ended is not None:  # the upstream read was cancelled by ``end``
+            return self._ended
+        return self.fail(upstream_error(self.query.tenant or "", exc))
 
     def fail(self, exc: errors.StreamkitError, outcome: str | None = None) -> errors.StreamkitError:
         """End the stream because of ``exc`` (its code the outcome unless told); returns it."""

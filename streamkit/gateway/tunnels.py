@@ -144,10 +144,20 @@ class Tunnels:
     def __init__(self, tenants: list[str]) -> None:
         self.folder = tempfile.mkdtemp(prefix="streamkit-tunnels-")
         os.chmod(self.folder, 0o700)
-        self.by_tenant = {
-            name: TenantTunnels(name, os.path.join(self.folder, f"{i}.sock"))
-            for i, name in enumerate(tenants)
-        }
+        self.by_tenant: dict[str, TenantTunnels] = {}
+        self._made = 0
+        for name in tenants:
+            self.add(name)
+
+    def add(self, tenant: str) -> TenantTunnels:
+        """Tunnels for a tenant (a reload may add one; ``start`` it on the event loop)."""
+        self._made += 1
+        tunnels = TenantTunnels(tenant, os.path.join(self.folder, f"{self._made}.sock"))
+        self.by_tenant[tenant] = tunnels
+        return tunnels
+
+    def remove(self, tenant: str) -> TenantTunnels | None:
+        return self.by_tenant.pop(tenant, None)
 
     def __contains__(self, tenant: str) -> bool:
         return tenant in self.by_tenant

@@ -289,15 +289,20 @@ class Upstreams:
                 report[name]["connection"] = "dialed in" if connected else "not connected"
         return report
 
+    def retire(self, tenant: Tenant) -> None:
+        """Release a tenant the configuration no longer has (its streams already ended)."""
+        if tenant.simulator is not None:
+            tenant.simulator.stop()
+        if tenant.client is not None:
+            tenant.client.close()
+        if tenant.embedded is not None:
+            tenant.embedded.stop()
+        self._live = {key: v for key, v in self._live.items() if key[0] != tenant.name}
+
     def close(self) -> None:
         self.hubs.close()
         for tenant in self.tenants.values():
-            if tenant.simulator is not None:
-                tenant.simulator.stop()
-            if tenant.client is not None:
-                tenant.client.close()
-            if tenant.embedded is not None:
-                tenant.embedded.stop()
+            self.retire(tenant)
         self.tenants.clear()
 
 
