@@ -207,6 +207,14 @@ class GatewayClient:
         text: str = results[0].body.to_pybytes().decode("utf-8")
         return text
 
+    def reload(self) -> dict[str, Any]:
+        """Have the gateway read its configuration again (``kill -HUP``); only from the
+        gateway's own machine. Returns what changed; a bad file is ``invalid``."""
+        with self.errors():
+            results = list(self._client.do_action(flight.Action("reload", b""), self.options(30)))
+        changes: dict[str, Any] = json.loads(results[0].body.to_pybytes())
+        return changes
+
     def info(self, query: Query) -> flight.FlightInfo:
         with self.errors():
             return self._client.get_flight_info(
