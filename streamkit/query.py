@@ -37,6 +37,9 @@ class Query:
     """A SQL filter expression on the dataset, run at its connector (``amount > 100``)."""
     sql: str | None = None
     """One SELECT over the connector's datasets, instead of ``dataset``."""
+    offset: int | None = None
+    """Skip this many rows first (with ``follow``: start at this dataset row number). A
+    read resumed on another replica asks for the rows after those already delivered."""
 
     @classmethod
     def from_json(cls, obj: Any, *, allowed: frozenset[str] = frozenset()) -> Query:
@@ -86,6 +89,14 @@ class Query:
             raise errors.invalid('\'on_lag\' must be "error" or "skip"')
         if (start or on_lag) and not follow:
             raise errors.invalid("'from' and 'on_lag' need \"follow\": true")
+        offset = obj.get("offset")
+        if offset is not None:
+            if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
+                raise errors.invalid("'offset' must be a non-negative integer")
+            if sql is not None:
+                raise errors.invalid("'sql' does not go with 'offset' (say it in the SQL)")
+            if start == "end":
+                raise errors.invalid("'offset' does not go with \"from\": \"end\"")
         return cls(
             dataset=str(dataset),
             tenant=tenant,
@@ -96,13 +107,14 @@ class Query:
             on_lag=on_lag,
             where=where,
             sql=sql,
+            offset=offset or None,
         )
 
     @classmethod
     def from_descriptor(cls, descriptor: flight.FlightDescriptor, *, with_tenant: bool) -> Query:
         """Path ``[dataset]`` (connector) or ``[tenant, dataset]`` (gateway), or a JSON command."""
         if descriptor.descriptor_type == flight.DescriptorType.CMD:
-            return cls.from_json(_load_json(descriptor.command, "command"))
+            return cls.from_json(load_json(descriptor.command, "command"))
         parts = [p.decode("utf-8", "replace") for p in descriptor.path or []]
         if with_tenant:
             if len(parts) != 2:
@@ -114,7 +126,7 @@ class Query:
 
     @classmethod
     def from_ticket(cls, ticket: flight.Ticket) -> Query:
-        return cls.from_json(_load_json(ticket.ticket, "ticket"))
+        return cls.from_json(load_json(ticket.ticket, "ticket"))
 
     def to_json(self) -> dict[str, Any]:
         out = {k.rstrip("_"): v for k, v in asdict(self).items() if v is not None}
@@ -151,7 +163,7 @@ class Query:
         return f"{self.tenant}/{name}" if self.tenant else name
 
 
-def _load_json(raw: bytes, what: str) -> Any:
+def load_json(raw: bytes, what: str) -> Any:
     if len(raw) > MAX_TICKET_BYTES:
         raise errors.invalid(f"{what} is larger than {MAX_TICKET_BYTES} bytes")
     try:

@@ -125,6 +125,7 @@ class Readers:
         entry: Entry,
         columns: tuple[str, ...] | None = None,
         limit: int | None = None,
+        offset: int | None = None,
         should_stop: Callable[[], bool] = lambda: False,
     ) -> BatchStream:
         """The dataset's batches, at most ``batch_rows`` rows and about ``batch_bytes`` each.
@@ -138,9 +139,12 @@ class Readers:
             if column not in full.names:
                 raise errors.invalid(f"dataset {entry.name!r} has no column {column!r}")
         schema = full if columns is None else pa.schema([full.field(c) for c in columns])
+        skip = offset or 0
         with _errors_for(entry, self.root):
             if entry.format == "parquet":
-                source = _parquet_batches(entry, schema, self.batch_rows, self.batch_bytes)
+                source, skip = _parquet_batches(
+                    entry, schema, self.batch_rows, self.batch_bytes, skip
+                )
             elif entry.format == "arrow":
                 fields = (
                     None if columns is None else sorted({full.get_field_index(c) for c in columns})
@@ -148,8 +152,9 @@ class Readers:
                 source = _ipc_batches(entry, fields)
             else:
                 source = _reader_batches(_open_text(entry, columns))
+        shaper = Shaper(columns, limit, entry.name, skip)
         batches = _guarded_batches(
-            entry, self.root, source, columns, limit, self.batch_rows, self.batch_bytes, should_stop
+            entry, self.root, source, shaper, self.batch_rows, self.batch_bytes, should_stop
         )
         return BatchStream(schema, batches)
 
@@ -166,19 +171,42 @@ def _pyarrow_dataset(entry: Entry) -> ds.Dataset:
     return ds.dataset(entry.path, format=_PARQUET, partitioning="hive" if entry.is_folder else None)
 
 
-def _parquet_batches(entry: Entry, schema: pa.Schema, batch_rows: int, batch_bytes: int) -> Batches:
+def _parquet_batches(
+    entry: Entry, schema: pa.Schema, batch_rows: int, batch_bytes: int, skip: int = 0
+) -> tuple[Batches, int]:
     """Each file of the dataset in turn, ``schema``'s columns only (partition keys of a
-    hive folder filled in), decoded batch by batch as the stream asks for them."""
+    hive folder filled in), decoded batch by batch as the stream asks for them. Whole files
+    and row groups within the first ``skip`` rows are not read at all (their row counts are
+    in the footers); returns the batches and the rows still to skip."""
     with _DATASET_API:
         fragments = list(_pyarrow_dataset(entry).get_fragments())
+    plan: list[tuple[ds.Fragment, list[int] | None]] = []
     for fragment in fragments:
-        keys = ds.get_partition_keys(fragment.partition_expression)
+        if not skip:
+            plan.append((fragment, None))
+            continue
         with pq.ParquetFile(fragment.path, **_PARQUET_FILE_OPTIONS) as file:
-            in_file = set(file.schema_arrow.names)
-            present = [n for n in dict.fromkeys(schema.names) if n in in_file and n not in keys]
-            rows = _rows_for(file.metadata, present, batch_rows, batch_bytes)
-            for batch in file.iter_batches(batch_size=rows, columns=present):
-                yield _conform(batch, schema, keys)
+            groups: list[int] = []
+            for i in range(file.metadata.num_row_groups):
+                rows = file.metadata.row_group(i).num_rows
+                if skip >= rows and not groups:
+                    skip -= rows
+                else:
+                    groups.append(i)
+            if groups:
+                plan.append((fragment, groups))
+
+    def batches() -> Batches:
+        for fragment, groups in plan:
+            keys = ds.get_partition_keys(fragment.partition_expression)
+            with pq.ParquetFile(fragment.path, **_PARQUET_FILE_OPTIONS) as file:
+                in_file = set(file.schema_arrow.names)
+                present = [n for n in dict.fromkeys(schema.names) if n in in_file and n not in keys]
+                rows = _rows_for(file.metadata, present, batch_rows, batch_bytes)
+                for batch in file.iter_batches(batch_size=rows, row_groups=groups, columns=present):
+                    yield _conform(batch, schema, keys)
+
+    return batches(), skip
 
 
 def _rows_for(
@@ -313,15 +341,13 @@ def _guarded_batches(
     entry: Entry,
     root: str,
     source: Batches,
-    columns: tuple[str, ...] | None,
-    limit: int | None,
+    shaper: Shaper,
     batch_rows: int,
     batch_bytes: int,
     should_stop: Callable[[], bool],
 ) -> Iterator[pa.RecordBatch]:
-    """Re-slice to ``batch_rows`` rows and about ``batch_bytes``, apply the limit, stop early,
-    and make read errors clean."""
-    shaper = Shaper(columns, limit, entry.name)
+    """Re-slice to ``batch_rows`` rows and about ``batch_bytes``, apply the offset and the
+    limit, stop early, and make read errors clean."""
     try:
         with _errors_for(entry, root):
             while not shaper.done:

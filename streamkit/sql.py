@@ -111,10 +111,15 @@ class SqlEngine:
         raise errors.invalid(f"a query may read at most {MAX_TABLES} datasets")
 
     def filtered(
-        self, dataset: str, where: str | None, columns: tuple[str, ...] | None, limit: int | None
+        self,
+        dataset: str,
+        where: str | None,
+        columns: tuple[str, ...] | None,
+        limit: int | None,
+        offset: int | None = None,
     ) -> DataFrame:
         """One dataset, filtered by the SQL expression ``where`` (never a statement), its
-        ``columns`` and at most ``limit`` rows."""
+        ``columns``, the matching rows after the first ``offset``, at most ``limit``."""
         with engine_errors(self.catalog.root):
             context = self.context(partitions=1)  # rows in the dataset's order
             if not self._register(context, dataset):
@@ -124,8 +129,9 @@ class SqlEngine:
                 frame = frame.filter(where)
             if columns is not None:
                 frame = frame.select(*(quote(c) for c in columns))
-            if limit is not None:
-                frame = frame.limit(limit)
+            if limit is not None or offset:
+                # DataFusion's Python API wants a count even for an offset alone.
+                frame = frame.limit(limit if limit is not None else 2**63 - 1, offset or 0)
             return frame
 
     def batches(
@@ -224,8 +230,10 @@ class BatchFilter:
                 .select(quote(self.ROW))
                 .collect()
             )
-        rows = [r for part in found for r in part.column(0).to_pylist()]
-        return batch.take(pa.array(rows, pa.int64()))
+        # The engine's partitions come back in any order: the row numbers are sorted so the
+        # kept rows keep theirs.
+        rows = pa.chunked_array([part.column(0) for part in found], pa.int64()).combine_chunks()
+        return batch.take(rows.sort())
 
 
 class engine_errors:

@@ -98,17 +98,22 @@ class Connector:
         def stop() -> bool:
             return self.stopping.is_set() or should_stop()
 
-        if query.sql is not None or (query.where and not query.follow):
+        resolved = None if query.sql is not None else self._resolve(query)
+        # The engine reads one file in order; a folder's files it may interleave, so a
+        # folder is filtered batch by batch as it is read (the order an offset relies on).
+        if resolved is None or (query.where and not query.follow and not resolved[0].is_folder):
             frame, kept = self._frame(query)
             schema, batches = self.sql.batches(frame, stop)
             if kept is not None:
                 schema, batches = kept, _cast(batches, kept)
             return Opened(schema, _clean_errors(batches, query.label()))
-        entry, info = self._resolve(query)
+        entry, info = resolved
 
         live = self._live(query.dataset) if entry.format == "live" else None
-        if live is None and not query.follow:
-            reader = self.readers.open(entry, query.columns, query.limit, should_stop=stop)
+        if live is None and not query.follow and not query.where:
+            reader = self.readers.open(
+                entry, query.columns, query.limit, query.offset, should_stop=stop
+            )
             if isinstance(reader, BatchStream):
                 return Opened(reader.schema, reader.batches)
             return Opened(reader.schema, reader)
@@ -116,11 +121,13 @@ class Connector:
         items: Iterable[Item]
         if live is not None:
             items = follow_live(live, query, stop) if query.follow else live.history()
-        else:
+        elif query.follow:
             items = follow_file(entry, info.schema, query, stop)
+        else:
+            items = self.readers.open(entry, should_stop=stop).batches
         if query.where:
             items = _filtered(items, self._filter(query, info.schema))
-        shaped = shape(iter(items), Shaper(query.columns, query.limit, entry.name))
+        shaped = shape(iter(items), Shaper(query.columns, query.limit, entry.name, query.offset))
         return Opened(schema, _clean_errors(shaped, entry.name))
 
     def publish(self, name: str, reader: flight.MetadataRecordBatchReader) -> int:
@@ -198,7 +205,9 @@ class Connector:
         if query.sql is not None:
             return self.sql.plan(query.sql), None
         _, info = self._resolve(query)  # an unknown dataset is "not found" before any SQL
-        frame = self.sql.filtered(query.dataset, query.where, query.columns, query.limit)
+        frame = self.sql.filtered(
+            query.dataset, query.where, query.columns, query.limit, query.offset
+        )
         return frame, query.projected(info.schema)
 
     def _sql_info(self, query: Query) -> flight.FlightInfo:

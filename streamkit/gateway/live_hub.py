@@ -186,7 +186,7 @@ class HubReader:
         self.hub, self.follower, self.history, self.query = hub, follower, history, query
         self.schema = schema
         self.history_rows = 0  # rows before this number came with the history
-        self._shape = Shaper(query.columns, query.limit, query.dataset)
+        self._shape = Shaper(query.columns, query.limit, query.dataset, query.offset)
         self.cancelled = False
 
     def read_chunk(self) -> Chunk:
