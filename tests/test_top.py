@@ -410,7 +410,7 @@ def test_app_shows_two_busy_tenants_sorts_pauses_and_moves(plant):
             assert app._order == ["demo", "plant", "(unknown)"]
             table = app.query_one(TenantTable)
             row = [str(cell) for cell in table.get_row("demo")]
-            assert row[0] == "▲ demo"
+            assert row[0] == "● demo"
             assert float(row[2].split()[0]) > 0 and re.search("[▁▂▃▄▅▆▇█]", row[2])
             assert str(table.get_row("plant")[6]).startswith("1/")  # followers/lag
 
@@ -577,7 +577,7 @@ def tenant_row(screen: list[str], name: str) -> re.Match[str] | None:
     """A whole row of ``name``: state, name, open, MB/s and its sparkline, rows/s and its
     sparkline, errors, refusals and followers/lag — all on one line."""
     pattern = (
-        rf"^ [▲▼] {re.escape(name)}\s+(?P<open>\d+)\s+(?P<mb>[\d.,]+)\s+(?P<mb_spark>[▁-█]+)"
+        rf"^ [●○] {re.escape(name)}\s+(?P<open>\d+)\s+(?P<mb>[\d.,]+)\s+(?P<mb_spark>[▁-█]+)"
         rf"\s+(?P<rows>[\d.,]+[kMG]?)\s+(?P<rows_spark>[▁-█]+)\s+(?P<err>[\d.-]+)"
         rf"\s+(?P<ref>[\d.-]+)\s+(?P<live>[\d/-]+)\s*$"
     )

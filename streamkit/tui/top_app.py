@@ -35,7 +35,7 @@ NONE = "-"  # a rate before the second scrape
 SPARK_MIN, SPARK_MAX = 6, 40
 NAME_MIN, NAME_MAX = 10, 24
 
-# Sort keys: (column, its key in the table, what it sorts by). Numbers sort biggest first.
+# The sortable columns: (key, label, what it sorts by). Numbers sort biggest first.
 SORTS: tuple[tuple[str, str, Callable[[TenantView], float]], ...] = (
     ("tenant", "Tenant", lambda t: 0.0),
     ("open", "Open", lambda t: t.open_streams),
@@ -45,6 +45,7 @@ SORTS: tuple[tuple[str, str, Callable[[TenantView], float]], ...] = (
     ("refusals", "Ref/s", lambda t: t.refusals_per_s or 0.0),
 )
 SORT_KEYS = [key for key, _, _ in SORTS]
+COLUMNS = (*SORT_KEYS, "live")
 FIXED_COLUMNS = {"open": 4, "errors": 5, "refusals": 5, "live": 7}
 NUMBER = 6  # the MB/s and rows/s figures before their sparklines
 PADDING = 1  # cells on each side of each column
@@ -149,7 +150,8 @@ class TopApp(App[None]):
         self.failure: Failure | None = None
         self._failed_since = 0.0
         self._order: list[str] = []  # tenants in table order
-        self._widths: tuple[int, int] = (0, 0)  # (name, sparkline) of the table's columns
+        self._widths = (0, 0)  # (name, sparkline) columns of the table
+        self._columns: tuple[object, ...] = ()  # what the columns were made for
         self._stop = Event()
         self._drawable = False  # mounted and not yet closing: there are widgets to draw on
 
@@ -233,7 +235,6 @@ class TopApp(App[None]):
         else:
             self.descending = key != "tenant"
         self.sort_key = key
-        self._widths = (0, 0)  # the column labels change: rebuild them
         self._draw()
 
     def action_pause(self) -> None:
@@ -276,7 +277,7 @@ class TopApp(App[None]):
             stale = " (stale)" if self.failure else ""
             head.append(f"  updated {clock(shown.wall_time)}{stale}", "dim")
         if self.paused:
-            head.append("  ⏸ PAUSED (p resumes)", "bold black on yellow")
+            head.append("  PAUSED: p resumes ", "bold black on yellow")
         totals = Text()
         if shown is not None:
             parts = (
@@ -318,11 +319,11 @@ class TopApp(App[None]):
 
     def _draw_table(self) -> None:
         table = self.query_one(TenantTable)
-        widths = self._column_widths(table)
         selected = self.selected_tenant()
-        if widths != self._widths:
-            self._widths = widths
-            self._add_columns(table, *widths)
+        self._widths = self._column_widths(table)
+        if self._columns != (self._widths, self.sort_key, self.descending):
+            self._columns = (self._widths, self.sort_key, self.descending)
+            self._add_columns(table, *self._widths)
         tenants = self._sorted()
         order = [t.name for t in tenants]
         if order != self._order:
@@ -334,18 +335,15 @@ class TopApp(App[None]):
                 table.move_cursor(row=order.index(selected), animate=False)
         else:
             for tenant in tenants:
-                for column, cell in zip(self._column_keys(), self._cells(tenant), strict=True):
+                for column, cell in zip(COLUMNS, self._cells(tenant), strict=True):
                     table.update_cell(tenant.name, column, cell)
-
-    def _column_keys(self) -> list[str]:
-        return ["tenant", "open", "mb", "rows", "errors", "refusals", "live"]
 
     def _add_columns(self, table: TenantTable, name: int, spark: int) -> None:
         labels = {key: label for key, label, _ in SORTS} | {"live": "Fol/Lag"}
         widths = {"tenant": name, "mb": NUMBER + 1 + spark, "rows": NUMBER + 1 + spark}
         table.clear(columns=True)
         self._order = []
-        for key in self._column_keys():
+        for key in COLUMNS:
             label = labels[key]
             if key == self.sort_key:
                 label += " ▼" if self.descending else " ▲"
@@ -359,7 +357,7 @@ class TopApp(App[None]):
         if tenant.connector_up is None:
             state = Text("  ")
         else:
-            state = Text("▲ ", "bold green") if tenant.connector_up else Text("▼ ", "bold red")
+            state = Text("● ", "bold green") if tenant.connector_up else Text("○ ", "bold red")
         name = Text.assemble(state, (tenant.name, "dim" if tenant.name == UNKNOWN_TENANT else ""))
         name.truncate(self._widths[0], overflow="ellipsis")
         errors_style = "bold red" if tenant.errors_per_s else ""
@@ -443,7 +441,7 @@ def detail_text(tenant: TenantView) -> Text:
         text.append(f" · first batch {tenant.first_batch_seconds * 1000:.0f} ms")
     if tenant.outcomes:
         codes = ", ".join(f"{code} {n:,}" for code, n in tenant.outcomes)
-        text.append(" · not ok: ", "dim")
+        text.append(" · not ok since start: ", "dim")
         text.append(codes, "yellow")
     return text
 
