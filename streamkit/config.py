@@ -55,6 +55,16 @@ class TenantConfig:
     connector_mode: str = "grpc"
     """``grpc``: the gateway connects to ``connector``; ``websocket``: the connector dials the
     gateway's ``/connect`` (behind NAT or a firewall) and must present ``connector_token``."""
+    replicas: tuple[str, ...] = ()
+    """Connectors holding the same data: reads spread over them, and a read whose replica
+    fails is resumed on another from the rows already delivered."""
+    shards: tuple[str, ...] = ()
+    """Connectors holding disjoint parts of each dataset: one endpoint per shard."""
+
+    @property
+    def locations(self) -> tuple[str, ...]:
+        """Every remote connector of the tenant (one, its replicas, or its shards)."""
+        return self.replicas or self.shards or ((self.connector,) if self.connector else ())
 
     @property
     def dials_in(self) -> bool:
@@ -91,6 +101,9 @@ class GatewayConfig:
     """Peers that may read ``/metrics`` (and the Flight ``metrics`` action) without a token."""
     metrics_token: Secret | None = None
     """Bearer token that reads the metrics from anywhere ``allow`` lets in."""
+    ticket_key: Secret | None = None
+    """Signs tickets; gateways that share it serve each other's tickets (None: a key of
+    this process alone)."""
     tenants: dict[str, TenantConfig] = field(default_factory=dict)
     source: str = "<defaults>"
     warnings: tuple[str, ...] = ()
@@ -120,6 +133,7 @@ _GATEWAY_KEYS: dict[str, type | tuple[type, ...]] = {
     "max_connections": int,
     "metrics_allow": list,
     "metrics_token": str,
+    "ticket_key": str,
 }
 _TENANT_KEYS: dict[str, type | tuple[type, ...]] = {
     "path": str,
@@ -132,6 +146,8 @@ _TENANT_KEYS: dict[str, type | tuple[type, ...]] = {
     "rate_limit": dict,
     "simulate": str,
     "connector_mode": str,
+    "replicas": list,
+    "shards": list,
 }
 _RATE_LIMIT_KEYS: dict[str, type | tuple[type, ...]] = {
     "requests_per_second": (int, float),
@@ -194,11 +210,15 @@ def parse(raw: dict[str, Any], *, source: str, base: Path) -> GatewayConfig:
                 parse_networks([spec])
             except ValueError:
                 raise fail(f"gateway.{key}", f"{spec!r} is not an address or network") from None
-    metrics_token = None
+    metrics_token = ticket_key = None
     if "metrics_token" in values:
         metrics_token = _secret(
             values["metrics_token"], base, "gateway.metrics_token", fail, warnings
         )
+    if "ticket_key" in values:
+        ticket_key = _secret(values["ticket_key"], base, "gateway.ticket_key", fail, warnings)
+        if len(ticket_key.value) < 16:
+            raise fail("gateway.ticket_key", "must be at least 16 characters")
     if values.get("max_connections", 1) < 1:
         raise fail("gateway.max_connections", "must be positive")
 
@@ -214,13 +234,20 @@ def parse(raw: dict[str, Any], *, source: str, base: Path) -> GatewayConfig:
         if mode not in ("grpc", "websocket"):
             raise fail(f"{where}.connector_mode", 'must be "grpc" or "websocket"')
         if mode == "websocket":
-            for key in ("path", "connector", "connector_ca", "connector_cert", "connector_key"):
+            for key in (
+                "path", "connector", "replicas", "shards", "connector_ca", "connector_cert",
+                "connector_key",
+            ):
                 if key in t:
                     raise fail(f"{where}.{key}", "not for a connector that dials in (websocket)")
             if "connector_token" not in t:
                 raise fail(f"{where}.connector_token", "a dialing connector must present a token")
-        elif ("path" in t) == ("connector" in t):
-            raise fail(where, "set exactly one of 'path' (embedded) or 'connector' (remote)")
+        elif sum(k in t for k in ("path", "connector", "replicas", "shards")) != 1:
+            raise fail(
+                where,
+                "set exactly one of 'path' (embedded), 'connector' (remote), "
+                "'replicas' or 'shards'",
+            )
         remote_only = [k for k in t if k.startswith("connector_") and k != "connector_mode"]
         if "simulate" in t and "path" not in t:
             raise fail(f"{where}.simulate", "only for an embedded 'path' tenant")
@@ -232,8 +259,18 @@ def parse(raw: dict[str, Any], *, source: str, base: Path) -> GatewayConfig:
             folder = (base / t["path"]).resolve()
             if not folder.is_dir():
                 raise fail(f"{where}.path", f"{t['path']!r} is not a folder")
-        elif mode == "grpc" and not _CONNECTOR_URI.match(t["connector"]):
+        elif "connector" in t and not _CONNECTOR_URI.match(t["connector"]):
             raise fail(f"{where}.connector", "expected grpc://HOST:PORT or grpc+tls://HOST:PORT")
+        for key in ("replicas", "shards"):
+            if key not in t:
+                continue
+            uris = t[key]
+            if not uris or not all(isinstance(u, str) and _CONNECTOR_URI.match(u) for u in uris):
+                raise fail(
+                    f"{where}.{key}", "must be a non-empty list of grpc://HOST:PORT connectors"
+                )
+            if len(set(uris)) != len(uris):
+                raise fail(f"{where}.{key}", "lists a connector twice")
         files = {
             k: _existing_file(base, t[k], f"{where}.{k}", fail)
             for k in ("connector_ca", "connector_cert", "connector_key")
@@ -241,8 +278,9 @@ def parse(raw: dict[str, Any], *, source: str, base: Path) -> GatewayConfig:
         }
         if ("connector_cert" in files) != ("connector_key" in files):
             raise fail(where, "set both 'connector_cert' and 'connector_key', or neither")
-        if files and not t.get("connector", "").startswith("grpc+tls://"):
-            raise fail(f"{where}.connector", "certificates need a grpc+tls:// connector")
+        uris = [t["connector"]] if "connector" in t else t.get("replicas", t.get("shards", []))
+        if files and not all(u.startswith("grpc+tls://") for u in uris):
+            raise fail(f"{where}.connector", "certificates need grpc+tls:// connectors")
         connector_token = None
         if "connector_token" in t:
             connector_token = _secret(
@@ -274,6 +312,8 @@ def parse(raw: dict[str, Any], *, source: str, base: Path) -> GatewayConfig:
             rate_limit=rate_limit,
             simulate=t.get("simulate"),
             connector_mode=mode,
+            replicas=tuple(t.get("replicas", ())),
+            shards=tuple(t.get("shards", ())),
         )
 
     default = values.get("default_tenant") or next(iter(tenants))
@@ -293,6 +333,7 @@ def parse(raw: dict[str, Any], *, source: str, base: Path) -> GatewayConfig:
         max_connections=values.get("max_connections", GatewayConfig.max_connections),
         metrics_allow=tuple(values.get("metrics_allow", GatewayConfig.metrics_allow)),
         metrics_token=metrics_token,
+        ticket_key=ticket_key,
         tenants=tenants,
         source=source,
         warnings=tuple(warnings),

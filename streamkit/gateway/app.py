@@ -168,6 +168,7 @@ class Gateway:
             self.config = self.forwarder.config = self.web.config = config
             self.upstreams.call_timeout = config.idle_timeout
             self.access.reload(config)
+            self.forwarder.rekey(config)
             if self.flight is not None:
                 self.flight.peers = PeerFilter(config.allow)
             retired = [self.upstreams.tenants[n] for n in change.removed + change.reconnected]

@@ -54,7 +54,7 @@ class GatewayFlightServer(BaseFlightServer):
         wanted = criteria.decode("utf-8", "replace") if criteria else None
         for tenant, info in self.forwarder.datasets(identity, wanted):
             dataset = info.descriptor.path[0].decode()
-            yield _info(
+            yield self._info(
                 Query(dataset=dataset, tenant=tenant),
                 info,
                 flight.FlightDescriptor.for_path(tenant, dataset),
@@ -68,7 +68,7 @@ class GatewayFlightServer(BaseFlightServer):
         if sql_info is not None:
             return sql_info
         query = Query.from_descriptor(descriptor, with_tenant=True)
-        return _info(query, self.forwarder.info(query, identity, peer), descriptor)
+        return self._info(query, self.forwarder.info(query, identity, peer), descriptor)
 
     def do_get(
         self, context: flight.ServerCallContext, ticket: flight.Ticket
@@ -79,8 +79,8 @@ class GatewayFlightServer(BaseFlightServer):
             return served  # Flight SQL metadata
         # A ticket names a tenant, but only the caller's identity grants it: a ticket minted
         # for one tenant and replayed with another tenant's token is refused.
-        query = served or Query.from_ticket(ticket)
-        stream = self.forwarder.open(query, identity, peer, "flight")
+        read = served or self.forwarder.tickets.read(ticket.ticket)
+        stream = self.forwarder.open(read.query, identity, peer, "flight", read.shard)
         items = _items(stream, context)
         # A generator that never started does not run its ``finally``: release it anyway.
         weakref.finalize(items, stream.close, errors.CANCELLED)
@@ -132,6 +132,19 @@ class GatewayFlightServer(BaseFlightServer):
         except ConfigError as exc:
             raise errors.invalid(f"the running configuration is kept: {exc}") from None
 
+    def _info(
+        self, query: Query, upstream: flight.FlightInfo, descriptor: flight.FlightDescriptor
+    ) -> flight.FlightInfo:
+        """The gateway's FlightInfo: signed tickets, one endpoint per shard of a sharded
+        tenant, no location (any gateway of the deployment serves them)."""
+        endpoints = [
+            flight.FlightEndpoint(flight.Ticket(minted), [])
+            for minted in self.forwarder.tickets_for(query)
+        ]
+        return flight.FlightInfo(
+            upstream.schema, descriptor, endpoints, upstream.total_records, upstream.total_bytes
+        )
+
     def list_actions(self, context: flight.ServerCallContext) -> list[tuple[str, str]]:
         self._caller(context)
         return [
@@ -146,13 +159,6 @@ class GatewayFlightServer(BaseFlightServer):
         self.forwarder.stop()
 
 
-def _info(
-    query: Query, upstream: flight.FlightInfo, descriptor: flight.FlightDescriptor
-) -> flight.FlightInfo:
-    endpoint = flight.FlightEndpoint(query.to_ticket(), [])
-    return flight.FlightInfo(
-        upstream.schema, descriptor, [endpoint], upstream.total_records, upstream.total_bytes
-    )
 
 
 def _items(stream: Stream, context: flight.ServerCallContext) -> Iterator[Item]:

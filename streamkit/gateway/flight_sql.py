@@ -42,6 +42,7 @@ from streamkit.gateway.forward import Forwarder
 from streamkit.query import Query
 from streamkit.security import request_token
 from streamkit.sql_route import CATALOG, MAX_SQL_CHARS, Statement, bound_literals, route
+from streamkit.tickets import Ticket
 
 TABLE_TYPE = "TABLE"
 MAX_PARAMETER_BYTES = 64 * 1024
@@ -287,28 +288,27 @@ class FlightSql:
         statement = route(sql, self.forwarder.config.default_tenant)
         query = _query(statement, literals)
         upstream = self.forwarder.info(query, identity, peer)
-        ticket = m.pack(m.TicketStatementQuery(statement_handle=query.to_bytes()))
+        endpoints = [
+            flight.FlightEndpoint(m.pack(m.TicketStatementQuery(statement_handle=minted)), [])
+            for minted in self.forwarder.tickets_for(query)
+        ]
         return flight.FlightInfo(
-            upstream.schema,
-            descriptor,
-            [flight.FlightEndpoint(ticket, [])],
-            upstream.total_records,
-            upstream.total_bytes,
+            upstream.schema, descriptor, endpoints, upstream.total_records, upstream.total_bytes
         )
 
     # -- DoGet -----------------------------------------------------------------------------
 
     def do_get(
         self, identity: Identity, ticket: flight.Ticket
-    ) -> Query | flight.FlightDataStream | None:
-        """The streamkit query of a statement's ticket (the caller streams it as any other),
-        a metadata command's results, or None for a plain ticket."""
+    ) -> Ticket | flight.FlightDataStream | None:
+        """The streamkit ticket of a statement (the caller streams it as any other), a
+        metadata command's results, or None for a plain ticket."""
         unpacked = m.unpack(ticket.ticket)
         if unpacked is None:
             return None
         name, message = unpacked
         if name == "TicketStatementQuery" and message is not None:
-            return Query.from_ticket(flight.Ticket(message.statement_handle))
+            return self.forwarder.tickets.read(message.statement_handle)
         if (name not in METADATA_SCHEMAS and name != "CommandGetTables") or message is None:
             raise _unimplemented(f"Flight SQL {name} is not served by the gateway")
         return flight.RecordBatchStream(self._metadata(identity, name, message))

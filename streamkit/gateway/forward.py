@@ -24,6 +24,7 @@ from streamkit.gateway.reload import same_connector
 from streamkit.gateway.requests_log import RequestRecord
 from streamkit.gateway.upstream import Upstreams, upstream_error
 from streamkit.query import Query
+from streamkit.tickets import TicketSigner
 
 WATCH_SECONDS = 0.25  # how often a waiting stream looks at its client, idle time and shutdown
 
@@ -38,6 +39,7 @@ class Forwarder:
     ) -> None:
         self.config, self.access, self.upstreams = config, access, upstreams
         self.metrics = metrics or Metrics(lambda: self.config.tenants)
+        self.tickets, self._ticket_key = signer_for(config), config.ticket_key
         self.stopping = threading.Event()
         self.streams: set[Stream] = set()  # open now (a reload may have to end some)
         self._streams_lock = threading.Lock()
@@ -101,8 +103,31 @@ class Forwarder:
             out.extend((each.name, info) for info in infos)
         return out
 
-    def open(self, query: Query, identity: Identity, peer: str, surface: str) -> Stream:
-        """Admit ``query`` and open its upstream stream (blocking: a worker thread's job)."""
+    def rekey(self, config: GatewayConfig) -> None:
+        """A reload's ``ticket_key``: tickets signed with the old one are refused from now."""
+        if config.ticket_key != self._ticket_key:
+            self.tickets, self._ticket_key = signer_for(config), config.ticket_key
+
+    def tickets_for(self, query: Query) -> list[bytes]:
+        """The signed tickets of ``query``'s endpoints: one per shard of a sharded tenant,
+        unless a limit must be cut over all of them (then one, read merged)."""
+        shards = self.upstreams.shards(query.tenant)
+        if shards > 1 and query.limit is None and not query.offset and not (
+            query.sql is not None and self.upstreams.sql_limit(query) is not None
+        ):
+            return [self.tickets.mint(query, shard) for shard in range(shards)]
+        return [self.tickets.mint(query)]
+
+    def open(
+        self,
+        query: Query,
+        identity: Identity,
+        peer: str,
+        surface: str,
+        shard: int | None = None,
+    ) -> Stream:
+        """Admit ``query`` and open its upstream stream (blocking: a worker thread's job);
+        ``shard``: of a sharded tenant, only that shard (a signed ticket's)."""
         label = _surface(query, surface)
         record = RequestRecord(surface, query.tenant, query.dataset or "(sql)")
         try:
@@ -118,7 +143,7 @@ class Forwarder:
             record.finish(exc.code)
             raise
         try:
-            reader = self.upstreams.do_get(query)
+            reader = self.upstreams.do_get(query, shard)
         except errors.StreamkitError as exc:
             release()
             self.metrics.request(tenant, label, exc.code)
@@ -282,6 +307,11 @@ class Stream:
         self._release()
         self.on_close(self)
         self.record.finish(outcome)
+
+
+def signer_for(config: GatewayConfig) -> TicketSigner:
+    key = config.ticket_key
+    return TicketSigner(key.value.encode() if key is not None else None)
 
 
 def _surface(query: Query, transport: str) -> str:

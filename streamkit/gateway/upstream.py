@@ -6,12 +6,14 @@ contract's.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
+import pyarrow as pa
 import pyarrow.flight as flight
 
 from streamkit import errors
@@ -20,11 +22,14 @@ from streamkit.connector.service import Connector, LocalStream
 from streamkit.gateway.live_hub import Hubs
 from streamkit.gateway.metrics import ConnectorStates
 from streamkit.gateway.pump import Upstream
+from streamkit.gateway.replicas import ResumingReader, Rotation, first_answer
+from streamkit.gateway.shards import MergedReader, combined_info, shard_plan
 from streamkit.gateway.tunnels import TenantTunnels, Tunnels
 from streamkit.live_wire import is_live_info
 from streamkit.query import Query
 from streamkit.simulator import Simulator
 
+T = TypeVar("T")
 log = logging.getLogger("streamkit.gateway")
 
 CONNECT_TIMEOUT_MS = 3000
@@ -58,6 +63,21 @@ class Tenant:
     embedded: Connector | None = None
     simulator: Simulator | None = None
     tunnels: TenantTunnels | None = None  # a connector that dials in
+    clients: list[flight.FlightClient] = field(default_factory=list)
+    """One per replica or shard (``config.replicas`` / ``config.shards``)."""
+    rotation: Rotation | None = None  # which replica a read starts on
+    up: dict[int, bool] = field(default_factory=dict)  # each replica's or shard's last state
+
+    @property
+    def sharded(self) -> bool:
+        return bool(self.config.shards)
+
+    def note(self, index: int, answered: bool) -> bool:
+        """One location seen up or down; returns whether the tenant is up (replicas: any
+        of them; shards: all of them)."""
+        self.up[index] = answered
+        states = [self.up.get(i, True) for i in range(len(self.clients))]
+        return all(states) if self.sharded else any(states)
 
     def check_connected(self) -> None:
         """A dialing connector's tenant is ``unavailable`` while no tunnel is up."""
@@ -117,6 +137,9 @@ class Upstreams:
         dialing = self._tunnels.get(config.name) if self._tunnels is not None else None
         if dialing is not None:  # the connector dials in: reached through its tunnels
             return Tenant(config, client=_connect(config, dialing.location), tunnels=dialing)
+        if config.replicas or config.shards:
+            clients = [_connect(config, location) for location in config.locations]
+            return Tenant(config, clients=clients, rotation=Rotation(len(clients)))
         if config.path is None:
             return Tenant(config, client=_connect(config))
         embedded = Connector(str(config.path), batch_bytes=batch_bytes)
@@ -127,25 +150,50 @@ class Upstreams:
         if self.states is not None:
             self.states.seen(tenant, up)
 
+    def _seen_at(self, tenant: Tenant) -> Callable[[int, bool], None]:
+        """``seen`` for one replica or shard of ``tenant``."""
+        return lambda index, up: self.seen(tenant.name, tenant.note(index, up))
+
+    def _each_shard(
+        self, tenant: Tenant, call: Callable[[flight.FlightClient], T]
+    ) -> list[T]:
+        """``call`` on every shard at once (a slow shard does not add to the others)."""
+        results: list[T | None] = [None] * len(tenant.clients)
+        failures: list[BaseException] = []
+
+        def run(index: int) -> None:
+            try:
+                results[index] = call(tenant.clients[index])
+            except BaseException as exc:
+                failures.append(exc)
+
+        threads = [threading.Thread(target=run, args=(i,)) for i in range(len(tenant.clients))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        if failures:
+            raise failures[0]
+        return [r for r in results if r is not None]
+
+    def shards(self, tenant: str | None) -> int:
+        """How many shards the tenant's datasets are split into (1: not sharded)."""
+        found = self.tenants.get(tenant or "")
+        return len(found.clients) if found is not None and found.sharded else 1
+
     def probe(self) -> None:
         """Look at every connector once (a ListActions round trip: any answer, even
         "unimplemented", means it is up) and tell ``states``."""
         for name, tenant in list(self.tenants.items()):
             if tenant.embedded is not None:
-                up = True
+                self.seen(name, True)
             elif tenant.tunnels is not None and not tenant.tunnels.connected:
-                up = False
+                self.seen(name, False)
+            elif tenant.clients:
+                for index, client in enumerate(tenant.clients):
+                    self.seen(name, tenant.note(index, _answers(client, tenant)))
             else:
-                try:
-                    tenant.remote().list_actions(tenant.options(PROBE_TIMEOUT_S))
-                    up = True
-                except flight.FlightUnavailableError:
-                    up = False
-                except flight.FlightTimedOutError:
-                    up = False
-                except Exception:  # refused or unimplemented: it answered
-                    up = True
-            self.seen(name, up)
+                self.seen(name, _answers(tenant.remote(), tenant))
 
     def followers(self) -> Iterator[tuple[str, int]]:
         """``(tenant, batches queued)`` of every live follower the gateway serves."""
@@ -172,30 +220,53 @@ class Upstreams:
     def get_flight_info(self, query: Query) -> flight.FlightInfo:
         tenant = self._reachable(query.tenant)
         upstream = query.upstream()
+        options = tenant.options(self.call_timeout)
+
+        def ask(client: flight.FlightClient) -> flight.FlightInfo:
+            return client.get_flight_info(upstream.to_descriptor(), options)
+
         with _upstream_errors(tenant, self.seen):
             if tenant.embedded is not None:
                 return tenant.embedded.flight_info(upstream)
-            info = tenant.remote().get_flight_info(
-                upstream.to_descriptor(), tenant.options(self.call_timeout)
-            )
+            if tenant.sharded:
+                if upstream.sql is not None:
+                    shard_plan(upstream.sql, lambda name: self._shard_schema(tenant, name))
+                infos = self._each_shard(tenant, ask)
+                return combined_info(infos, query.label(), upstream.to_descriptor())
+            if tenant.rotation is not None:
+                return first_answer(
+                    tenant.clients, tenant.rotation.order(), ask, self._seen_at(tenant)
+                )
+            info = ask(tenant.remote())
         if query.sql is None and not query.where:  # a filter's info says nothing of liveness
             self._note_live(tenant, query.dataset, info)
         return info
 
     def list_flights(self, tenant: Tenant, timeout: float | None = None) -> list[flight.FlightInfo]:
         tenant.check_connected()
+        options = tenant.options(timeout or self.call_timeout)
+
+        def ask(client: flight.FlightClient) -> list[flight.FlightInfo]:
+            return list(client.list_flights(b"", options))
+
         with _upstream_errors(tenant, self.seen):
             if tenant.embedded is not None:
                 return list(tenant.embedded.list_flights())
-            options = tenant.options(timeout or self.call_timeout)
-            infos = list(tenant.remote().list_flights(b"", options))
+            if tenant.sharded:
+                return _combined_listing(self._each_shard(tenant, ask))
+            if tenant.rotation is not None:
+                return first_answer(
+                    tenant.clients, tenant.rotation.order(), ask, self._seen_at(tenant)
+                )
+            infos = ask(tenant.remote())
         for info in infos:
             if info.descriptor.path:
                 self._note_live(tenant, info.descriptor.path[0].decode(), info)
         return infos
 
-    def do_get(self, query: Query) -> Upstream:
+    def do_get(self, query: Query, shard: int | None = None) -> Upstream:
         """Open the upstream stream; no call deadline, as streams may run for a long time.
+        ``shard``: of a sharded tenant, the one shard to read (None: all, merged).
 
         Followers of a remote live dataset share one upstream follow (see ``live_hub``); an
         embedded live dataset fans out to its followers itself."""
@@ -204,6 +275,17 @@ class Upstreams:
         with _upstream_errors(tenant, self.seen):
             if tenant.embedded is not None:
                 return LocalStream(tenant.embedded, upstream)
+            if tenant.sharded:
+                return self._sharded_get(tenant, upstream, shard)
+            if tenant.rotation is not None:
+                return ResumingReader(
+                    tenant.name,
+                    tenant.clients,
+                    tenant.rotation.order(),
+                    upstream,
+                    tenant.options,
+                    self._seen_at(tenant),
+                )
             client = tenant.remote()
             # A filtered follow is the connector's to filter (the gateway runs no SQL), so
             # it has an upstream follow of its own instead of a share of the hub's.
@@ -223,6 +305,37 @@ class Upstreams:
                 )
             stream: Upstream = client.do_get(upstream.to_ticket(), tenant.options())
             return stream
+
+    def _sharded_get(self, tenant: Tenant, query: Query, shard: int | None) -> Upstream:
+        options = tenant.options()
+        if shard is not None:
+            if not 0 <= shard < len(tenant.clients):
+                raise errors.invalid(f"tenant {tenant.name!r} has no shard {shard}")
+            reader: Upstream = tenant.clients[shard].do_get(query.to_ticket(), options)
+            return reader
+        if query.offset:
+            raise errors.invalid(
+                f"'offset' on sharded tenant {tenant.name!r}: read its shards' endpoints"
+            )
+        limit = query.limit
+        if query.sql is not None:
+            limit = shard_plan(query.sql, lambda name: self._shard_schema(tenant, name))
+        readers = self._each_shard(tenant, lambda c: c.do_get(query.to_ticket(), options))
+        return MergedReader(readers, limit)
+
+    def sql_limit(self, query: Query) -> int | None:
+        """The LIMIT of ``query``'s SQL on a sharded tenant (checked to be answerable)."""
+        tenant = self.tenant(query.tenant)
+        assert query.sql is not None
+        with _upstream_errors(tenant, self.seen):
+            return shard_plan(query.sql, lambda name: self._shard_schema(tenant, name))
+
+    def _shard_schema(self, tenant: Tenant, dataset: str) -> pa.Schema:
+        """A table's schema for planning SQL over shards (every shard has the same)."""
+        info = tenant.clients[0].get_flight_info(
+            Query(dataset=dataset).to_descriptor(), tenant.options(self.call_timeout)
+        )
+        return info.schema
 
     def _is_live(self, tenant: Tenant, query: Query) -> bool:
         """Whether ``query.dataset`` is a published live dataset (its followed batches carry
@@ -247,6 +360,10 @@ class Upstreams:
     def do_put(self, query: Query, reader: flight.MetadataRecordBatchReader) -> int:
         """Forward a publish batch by batch; returns the rows sent."""
         tenant = self._reachable(query.tenant)
+        if tenant.clients:
+            raise errors.invalid(
+                f"tenant {tenant.name!r} has several connectors: publish to each of them"
+            )
         rows = 0
         with _upstream_errors(tenant, self.seen):
             if tenant.embedded is not None:
@@ -293,8 +410,9 @@ class Upstreams:
         """Release a tenant the configuration no longer has (its streams already ended)."""
         if tenant.simulator is not None:
             tenant.simulator.stop()
-        if tenant.client is not None:
-            tenant.client.close()
+        for client in [tenant.client, *tenant.clients]:
+            if client is not None:
+                client.close()
         if tenant.embedded is not None:
             tenant.embedded.stop()
         self._live = {key: v for key, v in self._live.items() if key[0] != tenant.name}
@@ -330,6 +448,29 @@ class _upstream_errors:
         if error.code == errors.UNAVAILABLE:
             self.seen(self.tenant.name, False)
         raise error from None
+
+
+def _answers(client: flight.FlightClient, tenant: Tenant) -> bool:
+    try:
+        client.list_actions(tenant.options(PROBE_TIMEOUT_S))
+    except (flight.FlightUnavailableError, flight.FlightTimedOutError):
+        return False
+    except Exception:  # refused or unimplemented: it answered
+        return True
+    return True
+
+
+def _combined_listing(per_shard: list[list[flight.FlightInfo]]) -> list[flight.FlightInfo]:
+    """The datasets of every shard, each one FlightInfo over the shards that have it."""
+    by_name: dict[bytes, list[flight.FlightInfo]] = {}
+    for infos in per_shard:
+        for info in infos:
+            if info.descriptor.path:
+                by_name.setdefault(info.descriptor.path[0], []).append(info)
+    return [
+        combined_info(infos, name.decode("utf-8", "replace"), infos[0].descriptor)
+        for name, infos in by_name.items()
+    ]
 
 
 def upstream_error(tenant: str, exc: BaseException) -> errors.StreamkitError:
