@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.flight as flight
 
 from streamkit import errors
+from streamkit.merged import MergedReader
 from streamkit.query import Query
 
 DEFAULT_GATEWAY = "grpc://localhost:8815"
@@ -222,12 +223,23 @@ class GatewayClient:
             )
 
     def open(self, query: Query) -> tuple[flight.FlightInfo, flight.FlightStreamReader]:
-        """Plan and open a stream; read it inside ``with client.errors():``."""
+        """Plan and open a stream, all of its endpoints (a sharded dataset's, read in
+        parallel and merged); read it inside ``with client.errors():``."""
         info = self.info(query)
         if not info.endpoints:
             raise ClientError(f"the gateway offered no endpoint for {query.label()}")
         with self.errors():
-            return info, self._client.do_get(info.endpoints[0].ticket, self.options())
+            readers = []
+            try:
+                for endpoint in info.endpoints:
+                    readers.append(self._client.do_get(endpoint.ticket, self.options()))
+            except BaseException:
+                for reader in readers:
+                    reader.cancel()
+                raise
+            if len(readers) == 1:
+                return info, readers[0]
+            return info, MergedReader(readers, None)
 
     def publish(self, tenant: str, dataset: str, schema: pa.Schema) -> flight.FlightStreamWriter:
         """Open a DoPut to ``TENANT/DATASET``; write batches, then ``done_writing`` and

@@ -23,9 +23,10 @@ from streamkit.gateway.live_hub import Hubs
 from streamkit.gateway.metrics import ConnectorStates
 from streamkit.gateway.pump import Upstream
 from streamkit.gateway.replicas import ResumingReader, Rotation, first_answer
-from streamkit.gateway.shards import MergedReader, combined_info, shard_plan
+from streamkit.gateway.shards import combined_info, shard_plan
 from streamkit.gateway.tunnels import TenantTunnels, Tunnels
 from streamkit.live_wire import is_live_info
+from streamkit.merged import MergedReader
 from streamkit.query import Query
 from streamkit.simulator import Simulator
 

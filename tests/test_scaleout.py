@@ -1,0 +1,295 @@
+"""Scale-out: signed tickets served by any gateway of a deployment, replicas that fail
+mid-stream (rows compared exactly), shards read in parallel, and SQL over shards."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import signal
+from pathlib import Path
+
+import adbc_driver_flightsql.dbapi as flightsql
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pcsv
+import pyarrow.feather as feather
+import pyarrow.flight as flight
+import pyarrow.parquet as pq
+import pytest
+from conftest import running_connector, running_gateway
+
+from streamkit.client import GatewayClient
+from streamkit.config import TenantConfig
+from streamkit.query import Query
+from streamkit.secrets import Secret
+from streamkit.tickets import TicketSigner
+
+KEY = Secret("a-shared-ticket-key-for-tests", False)
+ROWS = 1_500_000
+
+
+def table(start: int, stop: int) -> pa.Table:
+    ids = pa.array(range(start, stop), pa.int64())
+    tags = pc.cast(pc.bit_wise_and(ids, 7), pa.string())
+    return pa.table({"id": ids, "v": pc.multiply(ids, 2), "tag": tags})
+
+
+def write_all_formats(root: Path, data: pa.Table) -> None:
+    root.mkdir(parents=True)
+    pq.write_table(data, root / "big.parquet", row_group_size=50_000)
+    feather.write_feather(data, root / "big.arrow", chunksize=50_000)
+    pcsv.write_csv(data, root / "big.csv")
+    with (root / "big.jsonl").open("w") as out:  # smaller: JSON is slow to write
+        for row in data.slice(0, 200_000).to_pylist():
+            out.write(json.dumps(row) + "\n")
+
+
+def rows(reader) -> pa.Table:
+    batches = []
+    while True:
+        try:
+            chunk = reader.read_chunk()
+        except StopIteration:
+            break
+        batches.append(chunk.data)
+    return pa.Table.from_batches(batches, schema=reader.schema)
+
+
+def sorted_ids(data: pa.Table) -> list[int]:
+    return sorted(data.column("id").to_pylist())
+
+
+# -- tickets --------------------------------------------------------------------------------
+
+
+def test_a_ticket_of_one_gateway_is_served_by_another_and_forgeries_are_refused(tmp_path):
+    root = tmp_path / "data"
+    root.mkdir()
+    pq.write_table(table(0, 1000), root / "t.parquet")
+    with (
+        running_gateway({"a": root}, ticket_key=KEY) as one,
+        running_gateway({"a": root}, ticket_key=KEY) as two,
+        running_gateway({"a": root}, ticket_key=Secret("another-key-of-16-chars", False)) as other,
+        flight.connect(one.flight_url) as first,
+        flight.connect(two.flight_url) as second,
+        flight.connect(other.flight_url) as third,
+    ):
+        info = first.get_flight_info(flight.FlightDescriptor.for_path("a", "t"))
+        [endpoint] = info.endpoints
+        assert endpoint.locations == []  # any gateway of the deployment
+        minted = endpoint.ticket.ticket
+        assert second.do_get(endpoint.ticket).read_all().num_rows == 1000
+        with pytest.raises(flight.FlightServerError, match="invalid: the ticket's signature"):
+            third.do_get(endpoint.ticket).read_all()
+        altered = json.loads(minted)
+        altered["signed"]["limit"] = 5
+        with pytest.raises(flight.FlightServerError, match="invalid: the ticket's signature"):
+            second.do_get(flight.Ticket(json.dumps(altered))).read_all()
+        forged = TicketSigner(b"guessed-key").mint(Query(dataset="t", tenant="a"))
+        with pytest.raises(flight.FlightServerError, match="invalid: the ticket's signature"):
+            second.do_get(flight.Ticket(forged)).read_all()
+        for bad in (b'{"signed": {"dataset": "t"}}', b'{"signed": 1, "sig": "x"}'):
+            with pytest.raises(flight.FlightServerError, match="invalid: the ticket"):
+                second.do_get(flight.Ticket(bad)).read_all()
+        # A plain query is a ticket too: it grants nothing the caller's token does not.
+        plain = flight.Ticket(json.dumps({"tenant": "a", "dataset": "t", "limit": 7}))
+        assert second.do_get(plain).read_all().num_rows == 7
+        assert one.http_port and two.http_port  # both up after it all
+
+
+# -- replicas -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def replica_roots(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    base = tmp_path_factory.mktemp("replicas")
+    write_all_formats(base / "r0", table(0, ROWS))
+    shutil.copytree(base / "r0", base / "r1")
+    return [base / "r0", base / "r1"]
+
+
+def replica_tenant(ports: list[int]) -> TenantConfig:
+    return TenantConfig("r", replicas=tuple(f"grpc://127.0.0.1:{p}" for p in ports))
+
+
+@pytest.mark.parametrize("dataset", ["big.parquet", "big.arrow", "big.csv", "big.jsonl"])
+def test_a_replica_killed_mid_stream_is_resumed_on_the_other(
+    process, replica_roots, dataset, caplog: pytest.LogCaptureFixture
+):
+    name = dataset.split(".")[1]  # two datasets share "big": each keeps its extension
+    procs = [process("connector", "serve", str(root), "--port", "0") for root in replica_roots]
+    ports = [int(p.wait_for_stderr(r"at grpc://127\.0\.0\.1:(\d+)").group(1)) for p in procs]
+    expected = {"parquet": ROWS, "arrow": ROWS, "csv": ROWS, "jsonl": 200_000}[name]
+    caplog.set_level(logging.WARNING, logger="streamkit.gateway")
+    with (
+        running_gateway({"r": replica_tenant(ports)}) as gateway,
+        flight.connect(gateway.flight_url) as client,
+    ):
+        ticket = flight.Ticket(json.dumps({"tenant": "r", "dataset": dataset}))
+        reader = client.do_get(ticket)  # the first read starts on replica 0
+        first = reader.read_chunk().data
+        procs[0].signal(signal.SIGKILL)
+        rest = rows(reader)
+        got = pa.Table.from_batches([first, *rest.to_batches()], schema=reader.schema)
+        assert got.num_rows == expected
+        assert got.column("id").to_pylist() == list(range(expected))  # in order, once each
+        assert "resuming" in caplog.text
+        # Later reads go to the live replica only.
+        for _ in range(2):
+            assert client.do_get(ticket).read_all().num_rows == expected
+
+
+def test_reads_spread_over_replicas_and_a_follow_resumes_by_row_number(process, tmp_path):
+    roots = [tmp_path / "r0", tmp_path / "r1"]
+    for root in roots:
+        root.mkdir()
+    procs = [process("connector", "serve", str(root), "--port", "0") for root in roots]
+    ports = [int(p.wait_for_stderr(r"at grpc://127\.0\.0\.1:(\d+)").group(1)) for p in procs]
+    schema = pa.schema([("id", pa.int64())])
+
+    def publish(port: int, start: int, count: int) -> None:
+        with flight.connect(f"grpc://127.0.0.1:{port}") as direct:
+            writer, _ = direct.do_put(flight.FlightDescriptor.for_path("feed"), schema)
+            writer.write_batch(pa.record_batch({"id": list(range(start, start + count))}))
+            writer.close()
+
+    for port in ports:  # the replicas' producer publishes to each
+        publish(port, 0, 100)
+        publish(port, 100, 100)
+    with (
+        running_gateway({"r": replica_tenant(ports)}) as gateway,
+        flight.connect(gateway.flight_url) as client,
+    ):
+        follow = client.do_get(
+            flight.Ticket(json.dumps({"tenant": "r", "dataset": "feed", "follow": True}))
+        )
+        seen: list[int] = []
+        while len(seen) < 200:
+            seen.extend(follow.read_chunk().data.column("id").to_pylist())
+        procs[0].signal(signal.SIGKILL)
+        publish(ports[1], 200, 50)
+        while len(seen) < 250:
+            seen.extend(follow.read_chunk().data.column("id").to_pylist())
+        assert seen == list(range(250))
+        follow.cancel()
+        health = GatewayClient(gateway.flight_url).health()
+        assert health["r"]["reachable"]
+
+
+def test_reads_rotate_over_replicas(replica_roots):
+    with (
+        running_connector(replica_roots[0]) as a,
+        running_connector(replica_roots[1]) as b,
+        running_gateway({"r": replica_tenant([a.port, b.port])}) as gateway,
+        flight.connect(gateway.flight_url) as client,
+    ):
+        ticket = flight.Ticket(json.dumps({"tenant": "r", "dataset": "big.parquet", "limit": 10}))
+        for _ in range(4):
+            assert client.do_get(ticket).read_all().num_rows == 10
+        b.shutdown()  # one replica gone: every read is still answered
+        for _ in range(4):
+            assert client.do_get(ticket).read_all().num_rows == 10
+            info = client.get_flight_info(flight.FlightDescriptor.for_path("r", "big.parquet"))
+            assert info.total_records == ROWS
+        with pytest.raises(flight.FlightServerError, match="several connectors"):
+            writer, _ = client.do_put(
+                flight.FlightDescriptor.for_path("r", "x"), pa.schema([("a", pa.int64())])
+            )
+            writer.close()
+
+
+# -- shards ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def shard_roots(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    base = tmp_path_factory.mktemp("shards")
+    roots = [base / "s0", base / "s1", base / "s2"]
+    bounds = [(0, 100_000), (100_000, 250_000), (250_000, 300_000)]
+    for root, (start, stop) in zip(roots, bounds, strict=True):
+        root.mkdir()
+        pq.write_table(table(start, stop), root / "events.parquet")
+    return roots
+
+
+@pytest.fixture
+def sharded(shard_roots):
+    with (
+        running_connector(shard_roots[0]) as s0,
+        running_connector(shard_roots[1]) as s1,
+        running_connector(shard_roots[2]) as s2,
+    ):
+        shards = tuple(f"grpc://127.0.0.1:{s.port}" for s in (s0, s1, s2))
+        with running_gateway({"s": TenantConfig("s", shards=shards)}, ticket_key=KEY) as gateway:
+            yield gateway
+
+
+def test_one_endpoint_per_shard_read_in_parallel(sharded):
+    with flight.connect(sharded.flight_url) as client:
+        info = client.get_flight_info(flight.FlightDescriptor.for_path("s", "events"))
+        assert len(info.endpoints) == 3
+        assert info.total_records == 300_000
+        parts = [client.do_get(e.ticket).read_all() for e in info.endpoints]
+        assert [p.num_rows for p in parts] == [100_000, 150_000, 50_000]
+        whole = pa.concat_tables(parts)
+        assert sorted_ids(whole) == list(range(300_000))
+        # A ticket that names no shard (and WebSocket, HTTP) reads them merged.
+        merged = client.do_get(flight.Ticket(json.dumps({"tenant": "s", "dataset": "events"})))
+        assert sorted_ids(merged.read_all()) == list(range(300_000))
+        # A limit over all shards is one merged endpoint, cut exactly.
+        limited = client.get_flight_info(
+            flight.FlightDescriptor.for_command(
+                json.dumps({"tenant": "s", "dataset": "events", "limit": 123_456})
+            )
+        )
+        assert len(limited.endpoints) == 1
+        assert client.do_get(limited.endpoints[0].ticket).read_all().num_rows == 123_456
+        [listed] = [i for i in client.list_flights() if i.descriptor.path == [b"s", b"events"]]
+        assert listed.total_records == 300_000 and len(listed.endpoints) == 3
+        bad = json.loads(info.endpoints[0].ticket.ticket)
+        bad["signed"]["shard"] = 7
+        with pytest.raises(flight.FlightServerError, match="invalid"):
+            client.do_get(flight.Ticket(json.dumps(bad))).read_all()
+    # streamkit's own client walks the endpoints.
+    with GatewayClient(sharded.flight_url) as ours:
+        _, reader = ours.open(Query(dataset="events", tenant="s"))
+        assert sorted_ids(rows(reader)) == list(range(300_000))
+
+
+def test_sql_over_shards_where_it_is_correct(sharded):
+    expected = table(0, 300_000).filter(pc.equal(pc.field("tag"), "3"))
+    with flight.connect(sharded.flight_url) as client:
+        for sql, count in (
+            ("SELECT id, v FROM events WHERE tag = '3'", expected.num_rows),
+            ("SELECT id FROM events WHERE id % 1000 = 0 LIMIT 50", 50),
+            ("SELECT upper(tag) AS t, id FROM events WHERE id < 10 OR id >= 299990", 20),
+        ):
+            descriptor = flight.FlightDescriptor.for_command(
+                json.dumps({"tenant": "s", "sql": sql})
+            )
+            info = client.get_flight_info(descriptor)
+            got = pa.concat_tables(client.do_get(e.ticket).read_all() for e in info.endpoints)
+            assert got.num_rows == count, sql
+        assert sorted_ids(got) == [*range(10), *range(299_990, 300_000)]
+        for refused in (
+            "SELECT count(*) FROM events",
+            "SELECT id FROM events ORDER BY id LIMIT 3",
+            "SELECT DISTINCT tag FROM events",
+            "SELECT id FROM events LIMIT 5 OFFSET 5",
+            "SELECT id FROM events WHERE v > (SELECT avg(v) FROM events)",
+            "SELECT a.id FROM events a JOIN events b ON a.id = b.id",
+        ):
+            descriptor = flight.FlightDescriptor.for_command(
+                json.dumps({"tenant": "s", "sql": refused})
+            )
+            with pytest.raises(flight.FlightServerError, match="cannot be answered shard by shard"):
+                client.get_flight_info(descriptor)
+    # The ADBC Flight SQL driver reads the shards' endpoints itself.
+    with (
+        flightsql.connect(sharded.flight_url, autocommit=True) as connection,
+        connection.cursor() as cursor,
+    ):
+        cursor.execute("SELECT id, v FROM s.events WHERE tag = '3'")
+        result = cursor.fetch_arrow_table()
+    assert sorted_ids(result) == sorted_ids(expected)
