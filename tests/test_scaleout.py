@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import json
 import logging
+import runpy
 import shutil
 import signal
+import subprocess
+import sys
+import urllib.request
 from pathlib import Path
 
 import adbc_driver_flightsql.dbapi as flightsql
@@ -17,7 +21,8 @@ import pyarrow.feather as feather
 import pyarrow.flight as flight
 import pyarrow.parquet as pq
 import pytest
-from conftest import running_connector, running_gateway
+from conftest import REPO, running_connector, running_gateway
+from websockets.sync.client import connect
 
 from streamkit.client import GatewayClient
 from streamkit.config import TenantConfig
@@ -293,3 +298,66 @@ def test_sql_over_shards_where_it_is_correct(sharded):
         cursor.execute("SELECT id, v FROM s.events WHERE tag = '3'")
         result = cursor.fetch_arrow_table()
     assert sorted_ids(result) == sorted_ids(expected)
+
+
+def test_sharded_reads_over_websocket_http_and_the_cli(sharded):
+    with connect(f"ws://127.0.0.1:{sharded.http_port}/ws", max_size=None) as ws:
+        ws.send(json.dumps({"action": "query", "tenant": "s", "dataset": "events"}))
+        frames = []
+        while isinstance(message := ws.recv(timeout=60), bytes):
+            frames.append(message)
+        assert json.loads(message)["type"] == "end"
+    over_ws = pa.ipc.open_stream(b"".join(frames)).read_all()
+    assert sorted_ids(over_ws) == list(range(300_000))
+    url = f"{sharded.http_url}/api/stream/s/events?limit=1000"
+    with urllib.request.urlopen(url, timeout=60) as response:
+        assert pa.ipc.open_stream(response.read()).read_all().num_rows == 1000
+    done = subprocess.run(
+        [sys.executable, "-m", "streamkit", "query", "s/events", "--format", "csv",
+         "--columns", "id", "--gateway", sharded.flight_url],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    ids = [int(line) for line in done.stdout.splitlines()[1:]]
+    assert sorted(ids) == list(range(300_000))
+
+
+def test_the_dask_recipe_reads_one_task_per_shard(sharded):
+    recipe = runpy.run_path(str(REPO / "examples" / "dask_shards.py"))
+    parts = recipe["read_parallel"](sharded.flight_url, "s", "events")
+    assert [p.num_rows for p in parts] == [100_000, 150_000, 50_000]
+    assert sorted_ids(pa.concat_tables(parts)) == list(range(300_000))
+
+
+def test_live_followers_on_two_gateways_each_with_its_hub(tmp_path):
+    root = tmp_path / "data"
+    root.mkdir()
+    schema = pa.schema([("id", pa.int64())])
+    with running_connector(root) as connector:
+        remote = f"grpc://127.0.0.1:{connector.port}"
+        with (
+            running_gateway({"t": remote}, ticket_key=KEY) as one,
+            running_gateway({"t": remote}, ticket_key=KEY) as two,
+            flight.connect(one.flight_url) as first,
+            flight.connect(two.flight_url) as second,
+        ):
+            writer, _ = first.do_put(flight.FlightDescriptor.for_path("t", "feed"), schema)
+            writer.write_batch(pa.record_batch({"id": [0]}))
+            follow = json.dumps({"tenant": "t", "dataset": "feed", "follow": True})
+            readers = [c.do_get(flight.Ticket(follow)) for c in (first, second) for _ in range(3)]
+            for reader in readers:
+                assert reader.read_chunk().data.to_pydict() == {"id": [0]}
+            for start in (1, 4):
+                writer.write_batch(pa.record_batch({"id": list(range(start, start + 3))}))
+            writer.close()
+            for reader in readers:
+                got: list[int] = []
+                while len(got) < 6:
+                    got.extend(reader.read_chunk().data.column("id").to_pylist())
+                assert got == list(range(1, 7))
+            # One upstream follow per gateway, whatever its number of followers.
+            for gateway in (one, two):
+                [hub] = gateway.upstreams.hubs.all()
+                assert hub.key == ("t", "feed") and len(hub.followers) == 3
+            for reader in readers:
+                reader.cancel()
