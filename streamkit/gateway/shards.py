@@ -48,14 +48,18 @@ def shard_plan(sql: str, schema_of: Callable[[str], pa.Schema]) -> int | None:
     """Check that ``sql`` may be answered shard by shard; returns its LIMIT (None if it has
     none), which the merged answer is cut to. ``schema_of`` gives a table's schema (the
     planner asks for the tables it needs, as at the connector)."""
-    from datafusion import SessionContext, Table
+    from datafusion import SessionContext, SQLOptions, Table
 
+    from streamkit.sql import check_select
+
+    check_select(sql)  # planned here too, so refused here as at the connector
+    options = SQLOptions().with_allow_ddl(False).with_allow_dml(False).with_allow_statements(False)
     if len(re.findall(r"\bselect\b", _without_literals(sql), re.IGNORECASE)) > 1:
         raise _not_by_shard("it has more than one SELECT: a subquery or a union")
     context = SessionContext()
     for _ in range(32):
         try:
-            plan = context.sql(sql).logical_plan()
+            plan = context.sql_with_options(sql, options).logical_plan()
             break
         except Exception as exc:
             found = _MISSING_TABLE.search(str(exc))

@@ -273,6 +273,8 @@ class Upstreams:
         embedded live dataset fans out to its followers itself."""
         tenant = self._reachable(query.tenant)
         upstream = query.upstream()
+        if shard is not None and not tenant.sharded:  # minted before a reload changed it
+            raise errors.invalid(f"tenant {tenant.name!r} is not sharded (an old ticket?)")
         with _upstream_errors(tenant, self.seen):
             if tenant.embedded is not None:
                 return LocalStream(tenant.embedded, upstream)
