@@ -17,6 +17,9 @@ from __future__ import annotations
 
 import itertools
 import logging
+import threading
+import time
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import TypeVar
@@ -31,6 +34,41 @@ T = TypeVar("T")
 log = logging.getLogger("streamkit.gateway")
 
 MAX_RESUMES = 16  # per read: replicas that keep failing end it
+WATCH_SECONDS = 0.5
+
+
+class _Watchdog:
+    """One thread for every replica read: a read whose replica has sent nothing for its
+    ``stall`` seconds while the gateway waited (a host that vanished sends no reset, and a
+    TCP connection then waits for minutes) is cancelled, and resumed on another replica."""
+
+    def __init__(self) -> None:
+        self.reads: weakref.WeakSet[ResumingReader] = weakref.WeakSet()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def watch(self, read: ResumingReader) -> None:
+        with self._lock:
+            self.reads.add(read)
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="streamkit-replicas", daemon=True
+                )
+                self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(WATCH_SECONDS)  # a timer, not synchronisation
+            now = time.monotonic()
+            with self._lock:
+                reads = list(self.reads)
+            for read in reads:
+                since = read.waiting_since
+                if since is not None and now - since > read.stall:
+                    read.stalled()
+
+
+_watchdog = _Watchdog()
 
 
 def transport_failure(exc: BaseException) -> bool:
@@ -86,15 +124,28 @@ class ResumingReader:
         query: Query,
         options: Callable[[], flight.FlightCallOptions],
         seen: Callable[[int, bool], None],
+        stall: float | None = None,
     ) -> None:
+        """``stall``: seconds a replica may send nothing before it counts as gone (not for
+        follows, which may be quiet for as long as their dataset is)."""
         self.tenant, self.clients, self.order, self.query = tenant, clients, order, query
         self._options, self._seen = options, seen
+        self.stall = stall or 0.0
+        self.waiting_since: float | None = None  # while waiting on the replica
+        self._stalled = False
         self.delivered = 0  # rows handed on
         self.next_row: int | None = None  # a follow: the dataset row number after the last
         self.resumes = 0
         self.cancelled = False
         self.reader = self._open(query)
         self.schema = self.reader.schema
+        if self.stall and not query.follow:
+            _watchdog.watch(self)
+
+    def stalled(self) -> None:
+        """Called by the watchdog: give up on this replica (the read resumes elsewhere)."""
+        self._stalled = True
+        self.reader.cancel()
 
     def _open(self, query: Query) -> flight.FlightStreamReader:
         def call(client: flight.FlightClient) -> flight.FlightStreamReader:
@@ -119,15 +170,20 @@ class ResumingReader:
 
     def read_chunk(self) -> flight.FlightStreamChunk:
         while True:
+            self.waiting_since = time.monotonic()
             try:
                 chunk = self.reader.read_chunk()
             except StopIteration:
                 raise
             except Exception as exc:
-                if self.cancelled or not transport_failure(exc) or self.resumes >= MAX_RESUMES:
+                stalled, self._stalled = self._stalled, False
+                gone = stalled or transport_failure(exc)
+                if self.cancelled or not gone or self.resumes >= MAX_RESUMES:
                     raise
-                self._resume(exc)
+                self._resume(exc if not stalled else TimeoutError(f"silent for {self.stall:g} s"))
                 continue
+            finally:
+                self.waiting_since = None
             if chunk.data is not None:
                 self.delivered += chunk.data.num_rows
                 start = row_offset(chunk.app_metadata)
@@ -175,4 +231,5 @@ class ResumingReader:
 
     def cancel(self) -> None:
         self.cancelled = True
+        self.waiting_since = None
         self.reader.cancel()

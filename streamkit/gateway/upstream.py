@@ -288,6 +288,7 @@ class Upstreams:
                     upstream,
                     tenant.options,
                     self._seen_at(tenant),
+                    stall=self.call_timeout / 2,  # before the stream's own idle timeout
                 )
             client = tenant.remote()
             # A filtered follow is the connector's to filter (the gateway runs no SQL), so
