@@ -1,7 +1,8 @@
 """Headless code never imports Textual: each module is imported alone in a fresh interpreter.
 
-Only the TUI's screen modules (``streamkit.tui.app``, its widgets and messages) may import
-Textual, and the ``tui`` command imports them only when it runs.
+Only the TUI's screen modules (``streamkit.tui.app``, its widgets and messages, and
+``streamkit.tui.top_app``) may import Textual, and the ``tui`` and ``top`` commands import
+them only when they run.
 """
 
 from __future__ import annotations
@@ -14,7 +15,12 @@ import pytest
 
 import streamkit
 
-TUI_SCREEN = ("streamkit.tui.app", "streamkit.tui.messages", "streamkit.tui.widgets")
+TUI_SCREEN = (
+    "streamkit.tui.app",
+    "streamkit.tui.messages",
+    "streamkit.tui.widgets",
+    "streamkit.tui.top_app",
+)
 
 
 def all_modules() -> list[str]:
@@ -44,7 +50,13 @@ def imports_textual(module: str) -> bool:
 
 
 def test_the_walk_finds_the_modules_that_matter():
-    for name in ("streamkit.cli", "streamkit.commands.tui", "streamkit.tui.flight_data"):
+    for name in (
+        "streamkit.cli",
+        "streamkit.commands.tui",
+        "streamkit.commands.top",
+        "streamkit.tui.top",
+        "streamkit.tui.flight_data",
+    ):
         assert name in HEADLESS
     assert "streamkit.tui.widgets.charts" in all_modules()
 
