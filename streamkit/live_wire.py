@@ -47,6 +47,6 @@ def _field(metadata: pa.Buffer | bytes | None, name: str) -> Any:
     raw = metadata.to_pybytes() if isinstance(metadata, pa.Buffer) else metadata
     try:
         value = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return None
     return value.get(name) if isinstance(value, dict) else None

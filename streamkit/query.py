@@ -170,3 +170,5 @@ def load_json(raw: bytes, what: str) -> Any:
         return json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise errors.invalid(f"{what} is not valid JSON") from None
+    except RecursionError:  # e.g. 40,000 nested brackets
+        raise errors.invalid(f"{what} is nested too deeply") from None

@@ -511,7 +511,7 @@ def _read_handle(raw: bytes) -> tuple[str, str, bytes | None]:
         if not isinstance(sql, str) or not isinstance(key, str):
             raise TypeError
         decoded = base64.b64decode(values, validate=True) if isinstance(values, str) else None
-    except (ValueError, TypeError, KeyError, binascii.Error):
+    except (ValueError, TypeError, KeyError, binascii.Error, RecursionError):
         raise errors.invalid("not a prepared statement handle of this gateway") from None
     return sql, key, decoded
 

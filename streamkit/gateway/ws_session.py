@@ -99,7 +99,7 @@ class WsSession:
             return
         try:
             message = json.loads(text)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):  # bad, or nested thousands deep
             await self.send_error(None, errors.invalid("malformed JSON"))
             return
         if not isinstance(message, dict):
