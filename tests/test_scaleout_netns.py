@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +20,7 @@ from conftest import Process, running_gateway, wait_for
 from netns_helpers import Host, make_host, remove_host
 
 from streamkit.config import TenantConfig
+from streamkit.secrets import Secret
 
 ROWS = 2_000_000
 PORT = 50051  # every host its own address, so the same port on each
@@ -130,3 +133,39 @@ def test_shards_on_two_hosts_read_in_parallel(hosts, connectors):
             timeout=20,
             what="the probe to see the shard down",
         )
+
+
+REMOTE_ACTION = """
+import sys, pyarrow.flight as flight
+client = flight.connect(sys.argv[1])
+headers = [(b"authorization", b"Bearer " + sys.argv[3].encode())] if len(sys.argv) > 3 else []
+try:
+    options = flight.FlightCallOptions(headers=headers)
+    [result] = client.do_action(flight.Action(sys.argv[2], b""), options)
+    print("ok", len(result.body))
+except flight.FlightError as exc:
+    print(type(exc).__name__, str(exc).splitlines()[0])
+"""
+
+
+def test_reload_and_metrics_from_another_host(hosts, tmp_path):
+    """Reload only from the gateway's own machine; metrics from elsewhere only with the
+    metrics token."""
+    root = tmp_path / "data"
+    root.mkdir()
+    token = Secret("metrics-token-for-netns", False)
+    with running_gateway({"a": root}, host="0.0.0.0", metrics_token=token) as gateway:
+        url = f"grpc://{hosts[0].peer}:{gateway.flight_port}"
+
+        def remote(*args: str) -> str:
+            done = subprocess.run(
+                [*hosts[0].prefix, sys.executable, "-c", REMOTE_ACTION, url, *args],
+                capture_output=True, text=True, timeout=60,
+            )
+            assert done.returncode == 0, done.stderr
+            return done.stdout.strip()
+
+        assert remote("reload").startswith("FlightUnauthorizedError unauthorized: reload is")
+        assert remote("metrics").startswith("FlightUnauthorizedError unauthorized: metrics")
+        assert remote("metrics", token.value).startswith("ok ")
+        assert remote("reload", token.value).startswith("FlightUnauthorizedError")
