@@ -22,6 +22,7 @@ import socket
 import subprocess
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -87,10 +88,11 @@ def render_nginx_conf(
     http_listen: str,
     access_log: Path,
     drop: tuple[str, ...] = (),
+    source: Path = NGINX_CONF,
 ) -> str:
     """deploy/nginx.conf with its gateways, listen addresses and access log replaced and the
     ``drop`` directives removed; fails if the file no longer has what is replaced."""
-    text = NGINX_CONF.read_text()
+    text = source.read_text()
     text = _upstream(text, "streamkit_flight", flight_servers)
     text = _upstream(text, "streamkit_http", http_servers)
     text = _once(r"listen 8815 http2;", f"listen {flight_listen} http2;", text)
@@ -165,8 +167,10 @@ class Nginx:
         flight_servers: list[str],
         http_servers: list[str],
         drop: tuple[str, ...] = (),
+        source: Path = NGINX_CONF,
     ) -> None:
-        if shutil.which("nginx") is None:
+        nginx = shutil.which("nginx", path=f"{os.environ.get('PATH', '')}:/usr/sbin")
+        if nginx is None:
             pytest.fail("nginx is not installed (./dev test installs it)")
         workdir.mkdir(parents=True, exist_ok=True)
         self.workdir, self.access_log = workdir, workdir / "access.log"
@@ -180,12 +184,13 @@ class Nginx:
                 f"127.0.0.1:{self.http_port}",
                 self.access_log,
                 drop,
+                source,
             )
         )
         settings = f"daemon off; pid {workdir}/nginx.pid; error_log {workdir}/error.log notice;"
         with open(workdir / "stderr.log", "w") as stderr:
             self.proc = subprocess.Popen(
-                ["nginx", "-p", f"{workdir}/", "-c", str(conf), "-g", settings],
+                [nginx, "-p", f"{workdir}/", "-c", str(conf), "-g", settings],
                 stdout=subprocess.DEVNULL,
                 stderr=stderr,
                 start_new_session=True,  # its workers too, should it have to be killed
@@ -260,6 +265,11 @@ def ip(*args: str) -> None:
 class Host:
     netns: str
     address: str
+    device: str  # its end of the veth pair
+
+    def link(self, state: str) -> None:
+        """``down``: the host drops off the network, with no reset of its connections."""
+        ip("netns", "exec", self.netns, "ip", "link", "set", self.device, state)
 
     @property
     def prefix(self) -> tuple[str, ...]:
@@ -281,10 +291,10 @@ def hosts() -> Iterator[list[Host]]:
         ip("addr", "add", f"{subnet}.1/24", "dev", bridge)
         ip("link", "set", bridge, "up")
         for i in range(GATEWAYS + 1):
-            host = Host(f"sk-nginx-{tag}-{i}", f"{subnet}.{10 + i}")
+            outside, inside = f"skv{tag}{i}", f"skn{tag}{i}"
+            host = Host(f"sk-nginx-{tag}-{i}", f"{subnet}.{10 + i}", inside)
             ip("netns", "add", host.netns)
             made.append(host)
-            outside, inside = f"skv{tag}{i}", f"skn{tag}{i}"
             ip("link", "add", outside, "type", "veth", "peer", "name", inside)
             ip("link", "set", inside, "netns", host.netns)
             ip("link", "set", outside, "master", bridge)
@@ -490,6 +500,9 @@ def test_large_reads_and_healthz_over_flight_and_http(deployment):
     assert pa.ipc.open_stream(body).read_all().equals(BIG)
     _, health = http_get(f"{nginx.http_url}/healthz")
     assert json.loads(health)["status"] == "ok"
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        http_get(f"{nginx.http_url}/metrics")  # any one gateway's: not served through nginx
+    assert refused.value.code == 404
 
 
 def test_websocket_query_through_nginx(deployment):
@@ -555,8 +568,8 @@ def test_a_killed_gateway_is_skipped(deployment):
 
 
 def test_a_thousand_clients_each_with_its_own_connection(deployment):
-    """1,000 clients connect through nginx at once (2,000 connections through it, more than
-    nginx's default 512 a worker) and each reads a different prefix of the dataset."""
+    """1,000 clients hold a connection to nginx each, all at once (with those to the gateways,
+    more than nginx's default 512 a worker), and each reads a different prefix of the data."""
     nginx = deployment.nginx
     mark = nginx.mark()
     clients = [flight.connect(nginx.flight_url) for _ in range(CLIENTS)]
@@ -582,7 +595,7 @@ def test_a_thousand_clients_each_with_its_own_connection(deployment):
     assert Counter(e.call for e in entries) == {"GetFlightInfo": CLIENTS, "DoGet": CLIENTS}
     assert all(e.status == 200 and e.grpc == "0" and len(e.upstreams) == 1 for e in entries)
     # Both calls of each client on its one connection, held open while the others read.
-    assert len({e.conn for e in entries}) == CLIENTS
+    assert len({e.conn for e in entries}) == CLIENTS, "connections closed by nginx, reopened"
     per_gateway = Counter(e.upstreams[0] for e in entries if e.call == "DoGet")
     assert set(per_gateway) == set(deployment.flight_servers)
     assert min(per_gateway.values()) > CLIENTS / GATEWAYS / 2, per_gateway
@@ -720,3 +733,46 @@ def test_quiet_streams_outlive_nginx_default_timeouts(deployment):
         main_client.close()
         control_client.close()
         control.stop()
+
+
+UNARY_TIMEOUT = 30.0  # deploy/nginx.conf's read timeout for calls other than streams
+
+
+def test_a_vanished_gateway_host_costs_one_timeout(deployment):
+    """A gateway host that drops off the network resets nothing: nginx's kept-alive
+    connections to it never answer. A call sent on one fails after the file's 30 s (not the
+    7 days that streams get), an HTTP request is resent to another gateway then, and the
+    host is skipped from then on (new connections to it would time out in 2 s)."""
+    nginx, victim = deployment.nginx, GATEWAYS - 1
+    host = deployment.gateway_hosts[victim]
+    with flight.connect(nginx.flight_url) as client:  # one connection: one nginx worker
+        for _ in range(2 * GATEWAYS):  # which keeps a connection to each gateway
+            client.get_flight_info(command(limit=1), OPTIONS)
+            http_get(f"{nginx.http_url}/healthz")
+        mark = nginx.mark()
+        host.link("down")
+        try:
+            with ThreadPoolExecutor(1) as pool:
+                url = f"{nginx.http_url}/healthz"
+                health = pool.submit(lambda: [http_get(url)[1] for _ in range(GATEWAYS)])
+                started = time.monotonic()
+                first: BaseException | None = None
+                for _ in range(GATEWAYS):
+                    try:
+                        client.get_flight_info(command(limit=10), OPTIONS)
+                    except flight.FlightUnavailableError as exc:
+                        first, took = exc, time.monotonic() - started
+                bodies = health.result()
+            tables = [read(client, limit=10) for _ in range(2 * GATEWAYS)]  # all skip it
+        finally:
+            host.link("up")
+    assert first is not None and "504" in str(first)
+    assert UNARY_TIMEOUT - 1 < took < UNARY_TIMEOUT + 10
+    assert all(json.loads(body)["status"] == "ok" for body in bodies)
+    assert all(table.equals(READINGS.slice(0, 10)) for table in tables)
+    entries = nginx.entries(mark)
+    gone = (deployment.flight_servers[victim], deployment.http_servers[victim])
+    tried = [(e.call, e.status, len(e.upstreams)) for e in entries if e.upstreams[0] in gone]
+    # The call on the dead connection; the HTTP request, resent (or its connect timed out).
+    assert sorted(tried) == [("/healthz", 200, 2), ("GetFlightInfo", 504, 1)], entries
+    assert all(e.status == 200 for e in entries if e.upstreams[0] not in gone)
