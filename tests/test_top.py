@@ -12,10 +12,11 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.flight as flight
 import pyarrow.parquet as pq
 import pytest
 from conftest import DEMO_DATA, REPO, running_gateway, wait_for
@@ -306,42 +307,52 @@ def live_follower(url: str, tenant: str, dataset: str) -> Iterator[None]:
     """A publisher appending to ``tenant/dataset`` and a client following it."""
     stop = threading.Event()
     schema = pa.schema([("n", pa.int64())])
-    with GatewayClient(url) as client:
+    with GatewayClient(url) as client, GatewayClient(url) as follower:
         writer = client.publish(tenant, dataset, schema)
-        with client.errors():
-            writer.write_batch(pa.record_batch([pa.array([0])], schema=schema))
+        try:  # a put left open would keep the gateway from stopping
+            with client.errors():
+                writer.write_batch(pa.record_batch([pa.array([0])], schema=schema))
+            reader = wait_for(lambda: open_follow(follower, tenant, dataset), what="the dataset")
 
-        def publish() -> None:
-            n = 1
-            while not stop.wait(0.05):  # a live dataset that grows 20 batches a second
-                with client.errors():
-                    writer.write_batch(pa.record_batch([pa.array([n])], schema=schema))
-                n += 1
+            def publish() -> None:
+                n = 1
+                while not stop.wait(0.05):  # a live dataset that grows 20 batches a second
+                    with client.errors():
+                        writer.write_batch(pa.record_batch([pa.array([n])], schema=schema))
+                    n += 1
 
-        follower = GatewayClient(url)
-        _, reader = follower.open(Query(dataset, tenant=tenant, follow=True))
+            def follow() -> None:
+                with suppress(flight.FlightCancelledError):  # cancelled at the end
+                    for _ in read_chunks(reader):
+                        pass
 
-        def follow() -> None:
-            try:
-                for _ in read_chunks(reader):
-                    pass
-            except Exception:
-                pass  # cancelled at the end
-
-        threads = [threading.Thread(target=f, daemon=True) for f in (publish, follow)]
-        for thread in threads:
-            thread.start()
-        try:
-            yield
-        finally:
-            stop.set()
-            reader.cancel()
+            threads = [threading.Thread(target=f, daemon=True) for f in (publish, follow)]
             for thread in threads:
-                thread.join(10)
-            follower.close()
+                thread.start()
+            try:
+                yield
+            finally:
+                stop.set()
+                reader.cancel()
+                for thread in threads:
+                    thread.join(10)
+        finally:
             with client.errors():
                 writer.done_writing()
                 writer.close()
+
+
+def open_follow(
+    client: GatewayClient, tenant: str, dataset: str
+) -> flight.FlightStreamReader | None:
+    """A follow of ``tenant/dataset``; None while the first put has not created it yet."""
+    try:
+        _, reader = client.open(Query(dataset, tenant=tenant, follow=True))
+    except ClientError as exc:
+        if exc.code == "not_found":
+            return None
+        raise
+    return reader
 
 
 @contextmanager
