@@ -544,10 +544,10 @@ TERMINAL_ENV = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LIN
 
 
 class Tmux:
-    """A tmux server of its own (``-L``) running one command in a detached session."""
+    """A tmux server of its own (its socket in ``cwd``) running one command, detached."""
 
     def __init__(self, command: list[str], width: int, height: int, cwd: Path) -> None:
-        self.socket = f"streamkit-top-{os.getpid()}-{width}x{height}"
+        self.socket = str(cwd / f"tmux-{width}x{height}.sock")
         self.session = "top"
         self.rc_file = cwd / f"rc-{width}x{height}"
         shell = " ".join(_quote(part) for part in command) + f"; echo $? > {self.rc_file}"
@@ -558,7 +558,7 @@ class Tmux:
 
     def tmux(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [TMUX, "-L", self.socket, "-f", "/dev/null", *args],
+            [TMUX, "-S", self.socket, "-f", "/dev/null", *args],
             capture_output=True,
             text=True,
             timeout=10,
