@@ -114,6 +114,11 @@ def test_stops_within_limit_with_stalled_clients(tmp_path, process, signum):
         reader.read_chunk()  # and then stop reading
         ws.send(json.dumps({"action": "query", "dataset": "big"}))
         assert isinstance(ws.recv(timeout=30), bytes)  # and then stop reading
+        schema = pa.schema([("x", pa.int64())])
+        writer, _ = client.do_put(flight.FlightDescriptor.for_path("t", "feed"), schema)
+        writer.write_batch(pa.record_batch({"x": [1]}))  # a publisher that stays, silent
+        follow = client.do_get(flight.Ticket(b'{"tenant": "t", "dataset": "feed", "follow": true}'))
+        assert follow.read_chunk().data.num_rows == 1  # the put has arrived
         started = time.monotonic()
         proc.signal(signum)
         proc.proc.wait(STOP_LIMIT_SECONDS + SLACK_SECONDS)

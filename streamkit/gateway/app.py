@@ -204,7 +204,11 @@ class Gateway:
         return context
 
     def stop(self) -> None:
-        """Stop accepting, end open streams, release the connectors. Safe to call twice."""
+        """Stop accepting, end open streams, release the connectors. Safe to call twice.
+
+        An open publish (DoPut) keeps ``flight.shutdown()`` waiting until its client ends
+        it: pyarrow gives shutdown no deadline and a put's read cannot be interrupted. The
+        command line's grace period (``lifecycle``) ends the process anyway."""
         self.forwarder.stop()
         if self._loop is not None and self._runner is not None:
             for closing in (self.tunnels.close(), self._runner.cleanup()):
