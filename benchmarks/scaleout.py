@@ -11,7 +11,7 @@ directly, with the CPU seconds each kind of process used in it (which says what 
 the machine's cores, shared by servers and clients alike).
 
     .venv/bin/python benchmarks/scaleout.py [--size-mb 200] [--clients 6] [--seconds 10]
-    .venv/bin/python benchmarks/scaleout.py --grpc-buffer-size 256k   # vs nginx's default
+    .venv/bin/python benchmarks/scaleout.py --flight "grpc_buffer_size 8k"  # try a directive
 """
 
 from __future__ import annotations
@@ -63,6 +63,17 @@ def write_dataset(path: Path, megabytes: int) -> int:
     return rows * copies
 
 
+def with_directives(text: str, directives: list[str]) -> str:
+    """The file with each directive in place of its own, or added to the Flight server."""
+    for directive in directives:
+        name = directive.split()[0]
+        text, found = re.subn(rf"^(\s*){name} [^;]*;", rf"\g<1>{directive};", text, flags=re.M)
+        if not found:
+            text, found = re.subn(r"listen 8815 http2;", rf"\g<0> {directive};", text)
+            assert found == 1, "deploy/nginx.conf: no 'listen 8815 http2;'"
+    return text
+
+
 def client_main(url: str, descriptor: str, start: float, seconds: float) -> None:
     """One client process: read until ``start + seconds`` (wall clock, shared by all), then
     print the bytes received in the window, the reads completed and the CPU seconds used."""
@@ -93,7 +104,7 @@ class Setup:
 
 
 @contextmanager
-def deployment(workdir: Path, megabytes: int, buffer_size: str | None) -> Iterator[list[Setup]]:
+def deployment(workdir: Path, megabytes: int, directives: list[str]) -> Iterator[list[Setup]]:
     """Connector, gateways and nginxes started; the setups to measure, connector first."""
     data = workdir / "data"
     data.mkdir()
@@ -101,13 +112,9 @@ def deployment(workdir: Path, megabytes: int, buffer_size: str | None) -> Iterat
     size = (data / "big.arrow").stat().st_size
     print(f"dataset: {rows:,} rows, {size / 1e6:.0f} MB", file=sys.stderr)
     source = NGINX_CONF
-    if buffer_size is not None:  # the file sets none: nginx's default
-        text, found = re.subn(
-            r"listen 8815 http2;", rf"\g<0> grpc_buffer_size {buffer_size};", source.read_text()
-        )
-        assert found == 1, "deploy/nginx.conf: no 'listen 8815 http2;'"
+    if directives:
         source = workdir / "nginx.conf"
-        source.write_text(text)
+        source.write_text(with_directives(NGINX_CONF.read_text(), directives))
     procs: list[Process] = []
     nginxes: list[Nginx] = []
     try:
@@ -200,7 +207,13 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=6, help="client processes at once")
     parser.add_argument("--seconds", type=float, default=10.0, help="measured window")
     parser.add_argument("--rounds", type=int, default=3, help="rounds over every setup")
-    parser.add_argument("--grpc-buffer-size", help="set nginx's grpc_buffer_size (e.g. 256k)")
+    parser.add_argument(
+        "--flight",
+        action="append",
+        default=[],
+        metavar="DIRECTIVE",
+        help="an nginx directive instead of the file's, or added to its Flight server",
+    )
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     args = parser.parse_args()
 
@@ -209,7 +222,7 @@ def main() -> None:
     runs: dict[str, list[dict[str, object]]] = {}
     with (
         tempfile.TemporaryDirectory(prefix="streamkit-scaleout-") as tmp,
-        deployment(Path(tmp), args.size_mb, args.grpc_buffer_size) as found,
+        deployment(Path(tmp), args.size_mb, args.flight) as found,
     ):
         for round_ in range(1, args.rounds + 1):  # interleaved: a busy moment hits them all
             for setup in found:
