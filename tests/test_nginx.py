@@ -4,8 +4,9 @@ Three gateway processes, each on a host of its own (a network namespace on a bri
 the same streamkit.toml with the same ``ticket_key`` and read one connector on a fourth
 host; nginx runs here with the file's gateway addresses, listen ports and access log
 replaced, nothing else. Its access log (``upstream=`` and ``conn=``) tells which gateway
-served each call. A control nginx, the same file without its stream timeouts, shows that
-nginx's 60 s defaults do cut the quiet streams that the shipped file keeps.
+served each call. A gateway is killed, and another host drops off the network, to see nginx
+skip them. A control nginx, the same file without its stream timeouts, shows that nginx's
+60 s defaults do cut the quiet streams that the shipped file keeps.
 """
 
 from __future__ import annotations
@@ -332,6 +333,7 @@ class Deployment:
         self.processes: list[Process] = []
         self.gateways: list[Process] = []
         self.nginxes: list[Nginx] = []
+        self.nginx: Nginx  # the one in front, from start()
 
     def start(self) -> None:
         connector = self._start(
