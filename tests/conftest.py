@@ -41,6 +41,16 @@ def wait_for(condition: Callable[[], object], timeout: float = 10.0, what: str =
         time.sleep(0.02)
 
 
+async def until(pilot, condition: Callable[[], object], what: str, timeout: float = 20.0):
+    """:func:`wait_for` inside a Textual app's test: the app runs while it waits."""
+    deadline = time.monotonic() + timeout
+    while not (value := condition()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        await pilot.pause(0.02)
+    return value
+
+
 @contextmanager
 def running_connector(root: str | Path, **kwargs) -> Iterator[ConnectorServer]:
     server = ConnectorServer(str(root), "grpc://127.0.0.1:0", **kwargs)

@@ -10,7 +10,6 @@ import shutil
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path
@@ -19,7 +18,7 @@ import pyarrow as pa
 import pyarrow.flight as flight
 import pyarrow.parquet as pq
 import pytest
-from conftest import DEMO_DATA, REPO, running_gateway, wait_for
+from conftest import DEMO_DATA, REPO, running_gateway, until, wait_for
 from prometheus_client import CollectorRegistry, Counter, generate_latest
 from textual import events
 from typer.testing import CliRunner
@@ -365,13 +364,6 @@ def busy_gateway(tenants: dict[str, Path], **settings: object) -> Iterator[Gatew
         yield gateway
 
 
-async def until(pilot, condition: Callable[[], object], what: str, timeout: float = 20.0):
-    deadline = time.monotonic() + timeout
-    while not (value := condition()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await pilot.pause(0.02)
-    return value
 
 
 async def press(pilot, app: TopApp, key: str, done: Callable[[], object]) -> None:

@@ -18,7 +18,7 @@ import pyarrow.compute as pc
 import pyarrow.flight as flight
 import pyarrow.parquet as pq
 import pytest
-from conftest import DEMO_DATA, running_gateway, wait_for
+from conftest import DEMO_DATA, running_gateway, until, wait_for
 from synthetic_connector import BATCH, SyntheticConnector
 from textual import events
 from textual.keys import _character_to_key
@@ -52,14 +52,6 @@ SIZE = (120, 36)
 SENSORS = pq.read_table(DEMO_DATA / "sensors.parquet")
 
 
-async def until(pilot, condition: Callable[[], object], what: str, timeout: float = 15.0):
-    """Let the app run until ``condition`` holds, or fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not (value := condition()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await pilot.pause(0.02)
-    return value
 
 
 def status(app: StreamkitApp) -> StreamStatus:
