@@ -156,9 +156,13 @@ class Upstreams:
         return lambda index, up: self.seen(tenant.name, tenant.note(index, up))
 
     def _each_shard(
-        self, tenant: Tenant, call: Callable[[flight.FlightClient], T]
+        self,
+        tenant: Tenant,
+        call: Callable[[flight.FlightClient], T],
+        undo: Callable[[T], None] | None = None,
     ) -> list[T]:
-        """``call`` on every shard at once (a slow shard does not add to the others)."""
+        """``call`` on every shard at once (a slow shard does not add to the others); if
+        one fails, ``undo`` is called on the others' results (e.g. cancel their streams)."""
         results: list[T | None] = [None] * len(tenant.clients)
         failures: list[BaseException] = []
 
@@ -174,6 +178,10 @@ class Upstreams:
         for thread in threads:
             thread.join()
         if failures:
+            if undo is not None:
+                for result in results:
+                    if result is not None:
+                        undo(result)
             raise failures[0]
         return [r for r in results if r is not None]
 
@@ -324,7 +332,9 @@ class Upstreams:
         limit = query.limit
         if query.sql is not None:
             limit = shard_plan(query.sql, lambda name: self._shard_schema(tenant, name))
-        readers = self._each_shard(tenant, lambda c: c.do_get(query.to_ticket(), options))
+        readers = self._each_shard(
+            tenant, lambda c: c.do_get(query.to_ticket(), options), lambda r: r.cancel()
+        )
         return MergedReader(readers, limit)
 
     def sql_limit(self, query: Query) -> int | None:
