@@ -58,7 +58,8 @@ class TicketSigner:
         body, sig = obj.get("signed"), obj.get("sig")
         if set(obj) != {"signed", "sig"} or not isinstance(body, dict) or not isinstance(sig, str):
             raise errors.invalid("the ticket is malformed")
-        if not hmac.compare_digest(self._sign(_canonical(body)), sig):
+        # As bytes: compare_digest refuses a str with non-ASCII characters (a TypeError).
+        if not hmac.compare_digest(self._sign(_canonical(body)).encode(), _utf8(sig)):
             raise errors.invalid(
                 "the ticket's signature does not match (altered, forged, or minted by a "
                 "gateway with another ticket_key)"
@@ -70,4 +71,10 @@ class TicketSigner:
 
 
 def _canonical(obj: object) -> bytes:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    return _utf8(json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False))
+
+
+def _utf8(text: str) -> bytes:
+    """``text`` as UTF-8; a lone surrogate (JSON may escape one: ``"\\ud800"``) is kept
+    as its bytes instead of failing, so such a ticket is refused like any altered one."""
+    return text.encode("utf-8", "surrogatepass")
