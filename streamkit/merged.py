@@ -59,7 +59,7 @@ class MergedReader:
             if self.remaining == 0 or self._running == 0:
                 self.cancel()
                 raise StopIteration
-            item = self._queue.get()
+            item = self._next()
             if item is _DONE:
                 self._running -= 1
                 continue
@@ -74,6 +74,15 @@ class MergedReader:
                     return cut
                 self.remaining -= item.data.num_rows
             return item
+
+    def _next(self) -> object:
+        """The next item; once cancelled, the readers put no more, so none may come."""
+        while True:
+            try:
+                return self._queue.get(timeout=0.25)
+            except queue.Empty:
+                if self._cancelled.is_set():
+                    raise errors.Cancelled("cancelled: the merged read was cancelled") from None
 
     def cancel(self) -> None:
         self._cancelled.set()
