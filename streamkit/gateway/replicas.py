@@ -222,6 +222,11 @@ class ResumingReader:
         limit = None if self.query.limit is None else self.query.limit - self.delivered
         if self.query.follow and self.next_row is not None:  # rows carry their numbers
             return replace(self.query, offset=self.next_row, from_=None, limit=limit)
+        if self.query.sql is not None:  # no offset goes with SQL, whose rows have no order
+            raise errors.unavailable(
+                f"the replica of tenant {self.tenant!r} failed during an SQL answer, which "
+                "cannot be resumed where it was; retry"
+            )
         if self.query.from_ == "end":
             raise errors.unavailable(
                 f"the replica of tenant {self.tenant!r} failed and a follow from the end of "
