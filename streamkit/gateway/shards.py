@@ -94,6 +94,8 @@ def shard_plan(sql: str, schema_of: Callable[[str], pa.Schema]) -> int | None:
         pending.extend(node.inputs())
     if scans > 1:
         raise _not_by_shard("it reads more than one table")
+    if scans == 0:  # every shard would give the same rows: the union repeats them
+        raise _not_by_shard("it reads no table")
     return limit
 
 
