@@ -560,3 +560,65 @@ def test_a_client_that_leaves_a_merged_stream_cancels_every_shard_read(sharded):
         wait_for(lambda: all(s.running == 0 for s in servers), 15, f"{surface}: shard reads end")
         wait_for(lambda p=pumps: pump_threads() <= p, 15, f"{surface}: merged threads end")
     assert_no_open_streams(sharded)
+
+
+# -- reload: one connector, then replicas, then shards, while streams run ----------------------
+
+
+def test_reload_from_one_connector_to_replicas_to_shards_under_streams(tmp_path, shard_data):
+    from streamkit.config import load
+    from streamkit.gateway import make_gateway
+
+    roots, tables = shard_data
+    servers = [CountingConnector(str(root), "grpc://127.0.0.1:0") for root in roots]
+    urls = [f"grpc://127.0.0.1:{s.port}" for s in servers]
+    config = tmp_path / "streamkit.toml"
+    key = 'ticket_key = "attack-ticket-key-0123456789"'
+
+    def write(body: str) -> None:
+        head = f"[gateway]\nflight_port = 0\nhttp_port = 0\n{key}\n"
+        config.write_text(f"{head}[tenants.t]\n{body}\n")
+
+    write(f'connector = "{urls[0]}"')
+    gateway = make_gateway(load(config))
+    gateway.loader = lambda: load(config)
+    follow = ticket(tenant="t", dataset="feed", follow=True)
+    try:
+        with flight.connect(gateway.flight_url) as client:
+            single = client.do_get(follow)
+            single.read_chunk()
+            same = urls[0].replace("127.0.0.1", "localhost")  # the same files, another address
+            write(f'replicas = ["{urls[0]}", "{same}"]')
+            assert gateway.reload().reconnected == ["t"]
+            with pytest.raises(flight.FlightUnavailableError, match="changed in the configuration"):
+                read_all(single)
+            replicated = client.do_get(follow)
+            replicated.read_chunk()
+            write("shards = [" + ", ".join(f'"{u}"' for u in urls) + "]")
+            assert gateway.reload().reconnected == ["t"]
+            with pytest.raises(flight.FlightUnavailableError, match="changed in the configuration"):
+                read_all(replicated)
+            info = client.get_flight_info(flight.FlightDescriptor.for_path("t", "every"))
+            assert len(info.endpoints) == 3
+            old_shard_ticket = info.endpoints[2].ticket
+            merged = client.do_get(follow)
+            merged.read_chunk()
+            write(f'connector = "{urls[0]}"')  # back to one connector
+            assert gateway.reload().reconnected == ["t"]
+            with pytest.raises(flight.FlightUnavailableError, match="changed in the configuration"):
+                read_all(merged)
+            with pytest.raises(flight.FlightServerError, match="invalid: .*not sharded"):
+                client.do_get(old_shard_ticket).read_all()
+            assert_same(client.do_get(ticket(tenant="t", dataset="every")).read_all(), tables[0])
+        wait_for(lambda: all(s.running == 0 for s in servers), 15, "every upstream read to end")
+        wait_for(lambda: pump_threads() == 0, 15, "the gateway's reads to end")
+        found = assert_no_open_streams(gateway)
+        assert value(found, "streamkit_config_reloads_total", outcome="ok") == 3
+        ended = value(found, "streamkit_requests_total", tenant="t", surface="flight",
+                      outcome="unavailable")
+        assert ended == 3
+    finally:
+        gateway.stop()
+        for server in servers:
+            server.stop()
+            server.shutdown()
