@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as ds
 from datafusion import DataFrame, RuntimeEnvBuilder, SessionConfig, SessionContext, SQLOptions
 from datafusion.catalog import Table
@@ -233,7 +234,33 @@ class BatchFilter:
         # The engine's partitions come back in any order: the row numbers are sorted so the
         # kept rows keep theirs.
         rows = pa.chunked_array([part.column(0) for part in found], pa.int64()).combine_chunks()
-        return batch.take(rows.sort())
+        return _take(batch, rows.sort())
+
+
+_VIEW_STORAGE = {pa.string_view(): pa.large_string(), pa.binary_view(): pa.large_binary()}
+
+
+def _take(batch: pa.RecordBatch, rows: pa.Array) -> pa.RecordBatch:
+    """``batch.take(rows)``; pyarrow has no take kernel for view or run-end encoded columns,
+    so those go through their large or decoded types and back (a type it cannot take at all
+    is ``invalid``)."""
+    columns = []
+    for field, column in zip(batch.schema, batch.columns, strict=True):
+        storage = _VIEW_STORAGE.get(field.type)
+        try:
+            if pa.types.is_run_end_encoded(field.type):
+                kept = pc.run_end_decode(column).take(rows)
+                run_ends = field.type.run_end_type
+                columns.append(pc.run_end_encode(kept, run_end_type=run_ends))
+            elif storage is None:
+                columns.append(column.take(rows))
+            else:
+                columns.append(column.cast(storage).take(rows).cast(field.type))
+        except pa.ArrowNotImplementedError:
+            raise errors.invalid(
+                f"'where' cannot filter column {field.name!r} of type {field.type}"
+            ) from None
+    return pa.RecordBatch.from_arrays(columns, schema=batch.schema)
 
 
 class engine_errors:

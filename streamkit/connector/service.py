@@ -99,9 +99,12 @@ class Connector:
             return self.stopping.is_set() or should_stop()
 
         resolved = None if query.sql is not None else self._resolve(query)
-        # The engine reads one file in order; a folder's files it may interleave, so a
-        # folder is filtered batch by batch as it is read (the order an offset relies on).
-        if resolved is None or (query.where and not query.follow and not resolved[0].is_folder):
+        # The engine reads one file of these formats in order; a folder's files, or batches
+        # it holds in memory (an Arrow stream, a JSON array), it may interleave: those are
+        # filtered batch by batch as they are read (the order an offset relies on).
+        if resolved is None or (
+            query.where and not query.follow and _engine_keeps_order(resolved[0])
+        ):
             frame, kept = self._frame(query)
             schema, batches = self.sql.batches(frame, stop)
             if kept is not None:
@@ -286,6 +289,10 @@ def _live_info(live: LiveDataset) -> DatasetInfo:
 def _cast(batches: Iterator[pa.RecordBatch], schema: pa.Schema) -> Iterator[pa.RecordBatch]:
     for batch in batches:
         yield batch if batch.schema == schema else batch.cast(schema)
+
+
+def _engine_keeps_order(entry: Entry) -> bool:
+    return not entry.is_folder and entry.format in ("parquet", "arrow", "csv", "tsv", "jsonl")
 
 
 def _filtered(items: Iterable[Item], keep: BatchFilter) -> Iterator[Item]:
