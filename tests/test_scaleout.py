@@ -21,7 +21,7 @@ import pyarrow.feather as feather
 import pyarrow.flight as flight
 import pyarrow.parquet as pq
 import pytest
-from conftest import REPO, running_connector, running_gateway
+from conftest import REPO, running_connector, running_gateway, wait_for
 from websockets.sync.client import connect
 
 from streamkit.client import GatewayClient
@@ -342,22 +342,31 @@ def test_live_followers_on_two_gateways_each_with_its_hub(tmp_path):
             flight.connect(two.flight_url) as second,
         ):
             writer, _ = first.do_put(flight.FlightDescriptor.for_path("t", "feed"), schema)
-            writer.write_batch(pa.record_batch({"id": [0]}))
-            follow = json.dumps({"tenant": "t", "dataset": "feed", "follow": True})
-            readers = [c.do_get(flight.Ticket(follow)) for c in (first, second) for _ in range(3)]
-            for reader in readers:
-                assert reader.read_chunk().data.to_pydict() == {"id": [0]}
-            for start in (1, 4):
-                writer.write_batch(pa.record_batch({"id": list(range(start, start + 3))}))
-            writer.close()
-            for reader in readers:
-                got: list[int] = []
-                while len(got) < 6:
-                    got.extend(reader.read_chunk().data.column("id").to_pylist())
-                assert got == list(range(1, 7))
-            # One upstream follow per gateway, whatever its number of followers.
-            for gateway in (one, two):
-                [hub] = gateway.upstreams.hubs.all()
-                assert hub.key == ("t", "feed") and len(hub.followers) == 3
-            for reader in readers:
-                reader.cancel()
+            try:
+                writer.write_batch(pa.record_batch({"id": [0]}))
+                # The put is on its way: follow once the connector has made the dataset.
+                wait_for(
+                    lambda: any(i.descriptor.path == [b"t", b"feed"] for i in first.list_flights()),
+                    what="the published dataset",
+                )
+                follow = json.dumps({"tenant": "t", "dataset": "feed", "follow": True})
+                readers = [
+                    c.do_get(flight.Ticket(follow)) for c in (first, second) for _ in range(3)
+                ]
+                for reader in readers:
+                    assert reader.read_chunk().data.to_pydict() == {"id": [0]}
+                for start in (1, 4):
+                    writer.write_batch(pa.record_batch({"id": list(range(start, start + 3))}))
+                for reader in readers:
+                    got: list[int] = []
+                    while len(got) < 6:
+                        got.extend(reader.read_chunk().data.column("id").to_pylist())
+                    assert got == list(range(1, 7))
+                # One upstream follow per gateway, whatever its number of followers.
+                for gateway in (one, two):
+                    [hub] = gateway.upstreams.hubs.all()
+                    assert hub.key == ("t", "feed") and len(hub.followers) == 3
+                for reader in readers:
+                    reader.cancel()
+            finally:
+                writer.close()  # an open put would hold the gateway's stop

@@ -110,12 +110,13 @@ class Forwarder:
 
     def tickets_for(self, query: Query) -> list[bytes]:
         """The signed tickets of ``query``'s endpoints: one per shard of a sharded tenant,
-        unless a limit must be cut over all of them (then one, read merged)."""
+        unless a limit must be cut over all of them (then one, read merged) or one shard
+        answers (SQL that reads no table)."""
         shards = self.upstreams.shards(query.tenant)
-        if shards > 1 and query.limit is None and not query.offset and not (
-            query.sql is not None and self.upstreams.sql_limit(query) is not None
-        ):
-            return [self.tickets.mint(query, shard) for shard in range(shards)]
+        if shards > 1 and query.limit is None and not query.offset:
+            plan = self.upstreams.sql_plan(query) if query.sql is not None else None
+            if plan is None or (plan.limit is None and not plan.one_shard):
+                return [self.tickets.mint(query, shard) for shard in range(shards)]
         return [self.tickets.mint(query)]
 
     def open(

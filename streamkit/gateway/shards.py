@@ -5,7 +5,8 @@ takes one stream (WebSocket, HTTP, a ticket that names no shard) gets the shards
 :class:`~streamkit.merged.MergedReader`.
 
 SQL is answered shard by shard only where the union of the answers is the answer: one
-table, projections, filters, and a LIMIT (which the gateway cuts again). Anything that
+table, projections, filters, and a LIMIT (which the gateway cuts again); a statement that
+reads no table is answered by one shard. Anything that
 aggregates, sorts, joins, removes duplicates, skips rows or uses a subquery is ``invalid``.
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import pyarrow as pa
 import pyarrow.dataset as ds
@@ -44,10 +46,18 @@ def combined_info(
     )
 
 
-def shard_plan(sql: str, schema_of: Callable[[str], pa.Schema]) -> int | None:
-    """Check that ``sql`` may be answered shard by shard; returns its LIMIT (None if it has
-    none), which the merged answer is cut to. ``schema_of`` gives a table's schema (the
-    planner asks for the tables it needs, as at the connector)."""
+@dataclass(frozen=True)
+class ShardPlan:
+    limit: int | None
+    """The statement's LIMIT, which the merged answer is cut to."""
+    one_shard: bool
+    """It reads no table (``SELECT 1``, a tool's connection test): one shard answers it,
+    as every shard would give the same rows."""
+
+
+def shard_plan(sql: str, schema_of: Callable[[str], pa.Schema]) -> ShardPlan:
+    """Check that ``sql`` may be answered shard by shard, and how. ``schema_of`` gives a
+    table's schema (the planner asks for the tables it needs, as at the connector)."""
     from datafusion import SessionContext, SQLOptions, Table
 
     from streamkit.sql import check_select
@@ -94,9 +104,7 @@ def shard_plan(sql: str, schema_of: Callable[[str], pa.Schema]) -> int | None:
         pending.extend(node.inputs())
     if scans > 1:
         raise _not_by_shard("it reads more than one table")
-    if scans == 0:  # every shard would give the same rows: the union repeats them
-        raise _not_by_shard("it reads no table")
-    return limit
+    return ShardPlan(limit, one_shard=scans == 0)
 
 
 def _not_by_shard(why: str) -> errors.StreamkitError:

@@ -23,7 +23,7 @@ from streamkit.gateway.live_hub import Hubs
 from streamkit.gateway.metrics import ConnectorStates
 from streamkit.gateway.pump import Upstream
 from streamkit.gateway.replicas import ResumingReader, Rotation, first_answer
-from streamkit.gateway.shards import combined_info, shard_plan
+from streamkit.gateway.shards import ShardPlan, combined_info, shard_plan
 from streamkit.gateway.tunnels import TenantTunnels, Tunnels
 from streamkit.live_wire import is_live_info
 from streamkit.merged import MergedReader
@@ -238,8 +238,8 @@ class Upstreams:
             if tenant.embedded is not None:
                 return tenant.embedded.flight_info(upstream)
             if tenant.sharded:
-                if upstream.sql is not None:
-                    shard_plan(upstream.sql, lambda name: self._shard_schema(tenant, name))
+                if upstream.sql is not None and self._sql_plan(tenant, upstream.sql).one_shard:
+                    return ask(tenant.clients[0])
                 infos = self._each_shard(tenant, ask)
                 return combined_info(infos, query.label(), upstream.to_descriptor())
             if tenant.rotation is not None:
@@ -331,18 +331,25 @@ class Upstreams:
             )
         limit = query.limit
         if query.sql is not None:
-            limit = shard_plan(query.sql, lambda name: self._shard_schema(tenant, name))
+            plan = self._sql_plan(tenant, query.sql)
+            if plan.one_shard:
+                first: Upstream = tenant.clients[0].do_get(query.to_ticket(), options)
+                return first
+            limit = plan.limit
         readers = self._each_shard(
             tenant, lambda c: c.do_get(query.to_ticket(), options), lambda r: r.cancel()
         )
         return MergedReader(readers, limit)
 
-    def sql_limit(self, query: Query) -> int | None:
-        """The LIMIT of ``query``'s SQL on a sharded tenant (checked to be answerable)."""
-        tenant = self.tenant(query.tenant)
+    def sql_plan(self, query: Query) -> ShardPlan:
+        """How ``query``'s SQL is answered on a sharded tenant (checked to be answerable)."""
         assert query.sql is not None
+        tenant = self.tenant(query.tenant)
         with _upstream_errors(tenant, self.seen):
-            return shard_plan(query.sql, lambda name: self._shard_schema(tenant, name))
+            return self._sql_plan(tenant, query.sql)
+
+    def _sql_plan(self, tenant: Tenant, sql: str) -> ShardPlan:
+        return shard_plan(sql, lambda name: self._shard_schema(tenant, name))
 
     def _shard_schema(self, tenant: Tenant, dataset: str) -> pa.Schema:
         """A table's schema for planning SQL over shards (every shard has the same)."""
