@@ -28,6 +28,7 @@ log = logging.getLogger("streamkit.gateway")
 
 STREAM_THREADS = 128  # blocking upstream reads of WebSocket/HTTP streams
 PROBE_SECONDS = 5.0  # how often each connector is looked at for streamkit_connector_up
+SHUTDOWN_SECONDS = 5.0  # most that stop() waits for open Flight calls
 
 
 class Gateway:
@@ -207,8 +208,9 @@ class Gateway:
         """Stop accepting, end open streams, release the connectors. Safe to call twice.
 
         An open publish (DoPut) keeps ``flight.shutdown()`` waiting until its client ends
-        it: pyarrow gives shutdown no deadline and a put's read cannot be interrupted. The
-        command line's grace period (``lifecycle``) ends the process anyway."""
+        it: pyarrow gives shutdown no deadline and a put's read cannot be interrupted. So
+        it waits ``SHUTDOWN_SECONDS`` for the Flight server, then goes on without it (the
+        command line's grace period, in ``lifecycle``, then ends the process)."""
         self.forwarder.stop()
         if self._loop is not None and self._runner is not None:
             for closing in (self.tunnels.close(), self._runner.cleanup()):
@@ -225,8 +227,18 @@ class Gateway:
                 self._loop.close()
             self._loop = None
         if self.flight is not None:
-            self.flight.shutdown()
-            self.flight = None
+            server, self.flight = self.flight, None
+            stopper = threading.Thread(
+                target=server.shutdown, name="streamkit-flight-stop", daemon=True
+            )
+            stopper.start()
+            stopper.join(SHUTDOWN_SECONDS)
+            if stopper.is_alive():
+                log.warning(
+                    "Flight calls still open after %g s (a publish its client keeps open); "
+                    "not waiting for them",
+                    SHUTDOWN_SECONDS,
+                )
         self.upstreams.close()
         self.pool.shutdown(wait=False, cancel_futures=True)
 
