@@ -16,7 +16,6 @@ import io
 import itertools
 import json
 import math
-import time
 import urllib.parse
 from collections.abc import Iterator
 from decimal import Decimal
@@ -30,7 +29,7 @@ import pyarrow.flight as flight
 import pyarrow.parquet as pq
 import pytest
 from arrow_types import every_type_table, parquet_incapable, parquet_table, random_tables
-from conftest import running_connector, running_gateway
+from conftest import running_connector, running_gateway, until
 from hypothesis import HealthCheck, given, settings
 from type_paths import (
     Dataset,
@@ -491,14 +490,6 @@ def _plain(kind: pa.DataType) -> pa.DataType:
 # --- 6. the TUI's latest rows ---------------------------------------------------------------
 
 
-async def until(pilot, condition, what: str, timeout: float = 20.0):
-    """Let the app run until ``condition`` holds, or fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not (value := condition()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await pilot.pause(0.02)
-    return value
 
 
 @pytest.mark.parametrize("name", ("every", "tui_subset"))

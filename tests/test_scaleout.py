@@ -24,7 +24,7 @@ import pytest
 from conftest import REPO, running_connector, running_gateway, wait_for
 from websockets.sync.client import connect
 
-from streamkit.client import GatewayClient
+from streamkit.client import GatewayClient, read_chunks
 from streamkit.config import TenantConfig
 from streamkit.query import Query
 from streamkit.secrets import Secret
@@ -51,14 +51,7 @@ def write_all_formats(root: Path, data: pa.Table) -> None:
 
 
 def rows(reader) -> pa.Table:
-    batches = []
-    while True:
-        try:
-            chunk = reader.read_chunk()
-        except StopIteration:
-            break
-        batches.append(chunk.data)
-    return pa.Table.from_batches(batches, schema=reader.schema)
+    return pa.Table.from_batches(list(read_chunks(reader)), schema=reader.schema)
 
 
 def sorted_ids(data: pa.Table) -> list[int]:

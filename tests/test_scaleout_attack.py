@@ -27,6 +27,7 @@ from conftest import running_gateway, wait_for
 from test_metrics import samples, value
 from type_paths import differences, ws_query
 
+from streamkit.client import read_chunks
 from streamkit.config import TenantConfig
 from streamkit.connector import ConnectorServer
 from streamkit.flight_streams import generator_stream
@@ -72,15 +73,7 @@ def write_arrows(path: Path, table: pa.Table) -> None:
 
 
 def read_all(reader) -> pa.Table:
-    batches = []
-    while True:
-        try:
-            chunk = reader.read_chunk()
-        except StopIteration:
-            break
-        if chunk.data is not None:
-            batches.append(chunk.data)
-    return pa.Table.from_batches(batches, schema=reader.schema)
+    return pa.Table.from_batches(list(read_chunks(reader)), schema=reader.schema)
 
 
 def assert_same(got: pa.Table, want: pa.Table, check_metadata: bool = True) -> None:
