@@ -42,8 +42,9 @@ def small_table() -> pa.Table:
     )
 
 
-def write_big(path: Path, megabytes: int) -> None:
-    """An Arrow IPC file of about ``megabytes`` MB: a timestamp, floats and a string."""
+def write_big(path: Path, megabytes: int) -> int:
+    """An Arrow IPC file of about ``megabytes`` MB: a timestamp, floats and a string;
+    returns its rows."""
     rows = 1 << 16
     chunk = pa.table(
         {
@@ -53,9 +54,11 @@ def write_big(path: Path, megabytes: int) -> None:
             "name": [f"sensor-{i % 997:04d}" for i in range(rows)],
         }
     )
+    copies = max(1, megabytes * 10**6 // chunk.nbytes)
     with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, chunk.schema) as writer:
-        for _ in range(max(1, megabytes * 10**6 // chunk.nbytes)):
+        for _ in range(copies):
             writer.write_table(chunk)
+    return rows * copies
 
 
 class Proc:

@@ -31,36 +31,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
-import pyarrow as pa
 import pyarrow.flight as flight
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 
 from conftest import Process  # noqa: E402
+from gateway_load import write_big  # noqa: E402
 from test_nginx import NGINX_CONF, Nginx  # noqa: E402
 
 GATEWAYS = 3
 ENV = {"STREAMKIT_TICKET_KEY": "scaleout-benchmark-ticket-key-0123"}
 VIA_GATEWAY = json.dumps({"tenant": "bench", "dataset": "big"})
 
-
-def write_dataset(path: Path, megabytes: int) -> int:
-    """An uncompressed Arrow IPC file of about ``megabytes`` MB; returns its rows."""
-    rows = 1 << 16
-    chunk = pa.table(
-        {
-            "ts": pa.array(range(rows), pa.timestamp("ms")),
-            "a": pa.array([i * 0.5 for i in range(rows)]),
-            "b": pa.array([i * 0.25 for i in range(rows)]),
-            "name": [f"sensor-{i % 997:04d}" for i in range(rows)],
-        }
-    )
-    copies = max(1, megabytes * 10**6 // chunk.nbytes)
-    with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, chunk.schema) as writer:
-        for _ in range(copies):
-            writer.write_table(chunk)
-    return rows * copies
 
 
 def with_directives(text: str, directives: list[str]) -> str:
@@ -108,7 +91,7 @@ def deployment(workdir: Path, megabytes: int, directives: list[str]) -> Iterator
     """Connector, gateways and nginxes started; the setups to measure, connector first."""
     data = workdir / "data"
     data.mkdir()
-    rows = write_dataset(data / "big.arrow", megabytes)
+    rows = write_big(data / "big.arrow", megabytes)
     size = (data / "big.arrow").stat().st_size
     print(f"dataset: {rows:,} rows, {size / 1e6:.0f} MB", file=sys.stderr)
     source = NGINX_CONF
