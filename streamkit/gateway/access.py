@@ -37,6 +37,10 @@ class Access:
         self.auth_required = config.auth_required
         self.open = frozenset(n for n, t in config.tenants.items() if not t.tokens)
         self._tokens = [(s.value, n) for n, t in config.tenants.items() for s in t.tokens]
+        granted: dict[str, set[str]] = {}  # token id -> tenants, for tenants_of
+        for secret, tenant in self._tokens:
+            granted.setdefault(token_id(secret), set()).add(tenant)
+        self._granted = granted
         self.peers = PeerFilter(config.allow)
         self.limits.limits = {n: t.rate_limit for n, t in config.tenants.items() if t.rate_limit}
         self.metrics_peers = PeerFilter(config.metrics_allow)
@@ -58,7 +62,7 @@ class Access:
         have revoked its token)."""
         if identity.token is None:
             return self.open
-        granted = {n for secret, n in self._tokens if token_id(secret) == identity.token}
+        granted = self._granted.get(identity.token)
         return self.open | granted if granted else frozenset()
 
     def identify(self, token: str | None) -> Identity:
