@@ -117,6 +117,11 @@ def test_stops_within_limit_with_stalled_clients(tmp_path, process, signum):
         schema = pa.schema([("x", pa.int64())])
         writer, _ = client.do_put(flight.FlightDescriptor.for_path("t", "feed"), schema)
         writer.write_batch(pa.record_batch({"x": [1]}))  # a publisher that stays, silent
+        # The put is on its way: follow once the gateway has made the dataset.
+        wait_for(
+            lambda: any(i.descriptor.path == [b"t", b"feed"] for i in client.list_flights()),
+            what="the published dataset",
+        )
         follow = client.do_get(flight.Ticket(b'{"tenant": "t", "dataset": "feed", "follow": true}'))
         assert follow.read_chunk().data.num_rows == 1  # the put has arrived
         started = time.monotonic()
