@@ -6,6 +6,7 @@ Every problem is reported as ``file: key: reason``.
 
 from __future__ import annotations
 
+import math
 import re
 import tomllib
 from collections.abc import Callable
@@ -19,8 +20,8 @@ from streamkit.secrets import Secret, SecretError, resolve_secret
 from streamkit.security import RateLimit, parse_networks
 
 DEFAULT_CONFIG = "streamkit.toml"
-_TENANT_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
-_CONNECTOR_URI = re.compile(r"^grpc(\+tcp|\+tls)?://[^/\s]+:\d+$")
+_TENANT_NAME = re.compile(r"[A-Za-z0-9_.-]+")  # fullmatch: "$" would let "a\n" through
+_CONNECTOR_URI = re.compile(r"grpc(\+tcp|\+tls)?://[^/\s]+:(\d{1,5})")
 
 
 class ConfigError(ValueError):
@@ -163,8 +164,12 @@ def load(path: str | Path, **overrides: Any) -> GatewayConfig:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"{path}: file not found") from None
+    except OSError as exc:  # a folder, no permission, a name too long
+        raise ConfigError(f"{path}: cannot read it: {exc.strerror}") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: not valid TOML: nested too deeply") from None
     config = parse(raw, source=str(path), base=path.parent)
     return apply_overrides(config, **overrides)
 
@@ -225,7 +230,7 @@ def parse(raw: dict[str, Any], *, source: str, base: Path) -> GatewayConfig:
     tenants: dict[str, TenantConfig] = {}
     for name, table in tenants_raw.items():
         where = f"tenants.{name}"
-        if not _TENANT_NAME.match(name):
+        if not _TENANT_NAME.fullmatch(name):
             raise fail(where, "tenant names use letters, digits, '_', '.' and '-' only")
         if not isinstance(table, dict):
             raise fail(where, "must be a table")
@@ -256,16 +261,17 @@ def parse(raw: dict[str, Any], *, source: str, base: Path) -> GatewayConfig:
         if "path" in t:
             if remote_only:
                 raise fail(f"{where}.{remote_only[0]}", "only for a remote 'connector'")
-            folder = (base / t["path"]).resolve()
-            if not folder.is_dir():
+            found = _resolved(base / t["path"], Path.is_dir)
+            if found is None:
                 raise fail(f"{where}.path", f"{t['path']!r} is not a folder")
-        elif "connector" in t and not _CONNECTOR_URI.match(t["connector"]):
+            folder = found
+        elif "connector" in t and not _connector_uri(t["connector"]):
             raise fail(f"{where}.connector", "expected grpc://HOST:PORT or grpc+tls://HOST:PORT")
         for key in ("replicas", "shards"):
             if key not in t:
                 continue
             uris = t[key]
-            if not uris or not all(isinstance(u, str) and _CONNECTOR_URI.match(u) for u in uris):
+            if not uris or not all(isinstance(u, str) and _connector_uri(u) for u in uris):
                 raise fail(
                     f"{where}.{key}", "must be a non-empty list of grpc://HOST:PORT connectors"
                 )
@@ -360,14 +366,31 @@ def _check_table(
         if isinstance(value, bool) or not isinstance(value, expected):
             names = expected.__name__ if isinstance(expected, type) else "number"
             raise fail(f"{where}.{key}", f"must be a {names}")
+        if isinstance(value, float) and not math.isfinite(value):  # TOML has nan and inf
+            raise fail(f"{where}.{key}", f"must be a finite number, not {value}")
     return dict(table)
 
 
 def _existing_file(base: Path, value: str, key: str, fail: _Fail) -> Path:
-    path = (base / value).resolve()
-    if not path.is_file():
+    path = _resolved(base / value, Path.is_file)
+    if path is None:
         raise fail(key, f"{value!r} is not a readable file")
     return path
+
+
+def _resolved(path: Path, kind: Callable[[Path], bool]) -> Path | None:
+    """``path`` made absolute if ``kind`` (``Path.is_dir``, ``Path.is_file``) says it is
+    one; None if not, or if the system refuses the path (too long, a NUL byte)."""
+    try:
+        resolved = path.resolve()
+        return resolved if kind(resolved) else None
+    except (OSError, ValueError):
+        return None
+
+
+def _connector_uri(uri: str) -> bool:
+    found = _CONNECTOR_URI.fullmatch(uri)
+    return found is not None and int(found.group(2)) <= 65535
 
 
 def _secret(spec: str, base: Path, key: str, fail: _Fail, warnings: list[str]) -> Secret:

@@ -18,6 +18,8 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import cast
 
+from streamkit.logs import say
+
 GRACE_SECONDS = 1.5
 
 
@@ -68,7 +70,7 @@ def run_until_signal(
         received.clear()
         assert on_hangup is not None
         on_hangup()
-    print("streamkit: stopping", file=sys.stderr, flush=True)
+    say("streamkit: stopping")
     threads = [threading.Thread(target=cb, daemon=True) for cb in stop_callbacks]
     for thread in threads:
         thread.start()
@@ -80,10 +82,6 @@ def run_until_signal(
             thread.join(0.05)
     timer.cancel()
     if any(thread.is_alive() for thread in threads):
-        print(
-            "streamkit: streams still open after the grace period; exiting",
-            file=sys.stderr,
-            flush=True,
-        )
+        say("streamkit: streams still open after the grace period; exiting", logging.WARNING)
         sys.stdout.flush()
         os._exit(0)

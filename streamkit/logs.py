@@ -42,11 +42,26 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(fields, default=str, ensure_ascii=False)
 
 
+_json_logs = False  # configure_logging's choice, for say()
+
+
 def configure_logging(fmt: str) -> None:
     """Log INFO and above to stderr in ``fmt`` (``text`` or ``json``)."""
+    global _json_logs
     handler = logging.StreamHandler(sys.stderr)
-    if LogFormat(fmt) is LogFormat.json:
+    _json_logs = LogFormat(fmt) is LogFormat.json
+    if _json_logs:
         handler.setFormatter(JsonFormatter())
     else:
         handler.setFormatter(logging.Formatter(TEXT_FORMAT))
     logging.basicConfig(level=logging.INFO, handlers=[handler])
+
+
+def say(text: str, level: int = logging.INFO) -> None:
+    """A line for the operator on stderr (start-up, warnings, stopping): as written with
+    text logs; with JSON logs, a record of the ``streamkit`` logger like every other line."""
+    if not _json_logs:
+        print(text, file=sys.stderr, flush=True)
+        return
+    message = text.strip().removeprefix("streamkit: ").removeprefix("warning: ")
+    logging.getLogger("streamkit").log(level, "%s", message)

@@ -35,6 +35,10 @@ def resolve_secret(spec: str, base: Path | None = None) -> Secret:
             value = path.read_text(encoding="utf-8").strip()
         except OSError as exc:
             raise SecretError(f"cannot read {path}: {exc.strerror}") from None
+        except UnicodeDecodeError:
+            raise SecretError(f"{path} is not UTF-8 text") from None
+        except ValueError:  # a NUL byte in the path
+            raise SecretError(f"cannot read {path!r}: not a valid path") from None
         if not value:
             raise SecretError(f"{path} is empty")
         return Secret(value, literal=False)

@@ -29,18 +29,22 @@ def request_lines(proc) -> list[dict[str, object]]:
 
 
 def assert_only_json_logs(stderr: str) -> None:
+    """Every line a JSON record: start-up, warnings and stopping as much as requests."""
     for line in stderr.splitlines():
         assert not TEXT_LOG_LINE.match(line), line
-        if line.startswith("{"):
-            record = json.loads(line)
-            assert {"ts", "level", "logger", "message"} <= record.keys(), record
-            ts = dt.datetime.fromisoformat(str(record["ts"]))
-            assert ts.utcoffset() == dt.timedelta(0), record
+        record = json.loads(line)
+        assert {"ts", "level", "logger", "message"} <= record.keys(), record
+        ts = dt.datetime.fromisoformat(str(record["ts"]))
+        assert ts.utcoffset() == dt.timedelta(0), record
 
 
 def test_gateway_logs_requests_as_json(tmp_path, process):
     config = tmp_path / "streamkit.toml"
-    config.write_text(f'[tenants.demo]\npath = "{DEMO_DATA}"\n')
+    # A literal secret: its warning is a record too.
+    config.write_text(
+        '[gateway]\nmetrics_token = "literal-metrics-secret"\n'
+        f'[tenants.demo]\npath = "{DEMO_DATA}"\n'
+    )
     proc = process(
         "gateway", "up", "--config", str(config), "--flight-port", "0", "--http-port", "0",
         "--log-format", "json",
@@ -68,6 +72,11 @@ def test_gateway_logs_requests_as_json(tmp_path, process):
     assert isinstance(ok["seconds"], float)
     proc.stop()
     assert_only_json_logs(proc.stderr)
+    records = json_lines(proc.stderr)
+    warning = next(r for r in records if r["level"] == "warning")
+    assert "gateway.metrics_token: a literal secret" in str(warning["message"])
+    assert "literal-metrics-secret" not in proc.stderr
+    assert any(r["message"] == "stopping" for r in records)
 
 
 def test_connector_logs_as_json(tmp_path, process):

@@ -4,6 +4,7 @@ removed tenant's end with the reason, a bad file changes nothing; SIGHUP and
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import signal
@@ -97,8 +98,24 @@ def test_reload_under_running_streams(tmp_path: Path, data: Path):
             gateway.stop()
 
 
+BROKEN_FILES = [  # (file, the reason after "FILE: ")
+    ("[tenants.a]\npath = 'nowhere'\n", "tenants.a.path: 'nowhere' is not a folder"),
+    ("[tenants.a]\nbogus = 1\npath = '.'\n", "tenants.a.bogus: unknown key"),
+    ("[gateway\n", "not valid TOML"),
+    ("[tenants.a]\nconnector = 'grpc://127.0.0.1:508151'\n", "tenants.a.connector: expected"),
+    ("[tenants.a]\npath = 'a\\u0000b'\n", "tenants.a.path: .* is not a folder"),
+    (f"[tenants.a]\npath = '{'x' * 5000}'\n", "tenants.a.path: .* is not a folder"),
+    ("[gateway]\nidle_timeout = nan\n[tenants.a]\npath = '.'\n", "gateway.idle_timeout: must"),
+    ("[gateway]\nidle_timeout = inf\n[tenants.a]\npath = '.'\n", "gateway.idle_timeout: must"),
+    ('[tenants."a\\n"]\npath = "."\n', "tenants.a\n: tenant names use"),
+    ("x = " + "[" * 100_000 + "]" * 100_000 + "\n", "not valid TOML"),
+    ("[tenants.a]\npath = '.'\ntokens = ['file:secret.bin']\n", r"tenants.a.tokens\[0\]: .*UTF-8"),
+]
+
+
 def test_a_bad_file_is_refused_and_the_running_config_kept(tmp_path: Path, data: Path):
     config = tmp_path / "streamkit.toml"
+    (tmp_path / "secret.bin").write_bytes(b"\xff\xfe token")
     write_config(config, {"a": f'path = "{data}"'})
     gateway = make_gateway(load(config))
     gateway.loader = lambda: load(config)
@@ -106,21 +123,26 @@ def test_a_bad_file_is_refused_and_the_running_config_kept(tmp_path: Path, data:
         with flight.connect(gateway.flight_url) as client:
             reader = client.do_get(ticket("a"))
             first = reader.read_chunk().data.num_rows
-            for broken, reason in (
-                ("[tenants.a]\npath = 'nowhere'\n", "tenants.a.path: 'nowhere' is not a folder"),
-                ("[tenants.a]\nbogus = 1\npath = '.'\n", "tenants.a.bogus: unknown key"),
-                ("[gateway\n", "not valid TOML"),
-            ):
+            for broken, reason in BROKEN_FILES:
                 config.write_text(broken)
-                with pytest.raises(ConfigError, match=re.escape(f"{config}: ") + ".*" + reason):
+                with pytest.raises(ConfigError, match=re.escape(f"{config}: ") + reason):
                     gateway.reload()
                 with pytest.raises(flight.FlightServerError, match="running configuration is kept"):
                     list(client.do_action(flight.Action("reload", b"")))
+            config.unlink()
+            config.mkdir()  # a folder where the file was
+            with pytest.raises(ConfigError, match=re.escape(f"{config}: cannot read it")):
+                gateway.reload()
+            config.rmdir()
+            gateway.loader = lambda: 1 / 0  # whatever fails, the gateway runs on
+            with pytest.raises(ConfigError, match="division by zero"):
+                gateway.reload()
             assert first + rest_of(reader) == ROWS
             assert client.do_get(ticket("a")).read_all().num_rows == ROWS
             [result] = client.do_action(flight.Action("metrics", b""))
         found = samples(result.body.to_pybytes().decode())
-        assert value(found, "streamkit_config_reloads_total", outcome="invalid") == 6
+        refused = 2 * len(BROKEN_FILES) + 2
+        assert value(found, "streamkit_config_reloads_total", outcome="invalid") == refused
     finally:
         gateway.stop()
 
@@ -267,6 +289,16 @@ def test_sighup_and_gateway_reload_on_a_real_process(tmp_path: Path, data: Path)
             wait_for(lambda: "reload refused" in "".join(lines), 20, "the refusal")
             assert f"{config}: tenants.d.bogus: unknown key" in "".join(lines)
 
+            config.unlink()
+            config.mkdir()  # what an editor or a deploy tool may leave for a moment
+            proc.send_signal(signal.SIGHUP)
+            wait_for(lambda: f"{config}: cannot read it" in "".join(lines), 20, "the refusal")
+            config.rmdir()
+            write_config(config, {"a": f'path = "{data}"', "e": 'connector = "grpc://h:508151"'})
+            proc.send_signal(signal.SIGHUP)
+            wait_for(lambda: "tenants.e.connector: expected" in "".join(lines), 20, "the refusal")
+            assert proc.poll() is None and "Traceback" not in "".join(lines)
+
             write_config(config, {"a": f'path = "{data}"'})
             done = subprocess.run(
                 [sys.executable, "-m", "streamkit", "gateway", "reload", "--gateway", url],
@@ -281,3 +313,38 @@ def test_sighup_and_gateway_reload_on_a_real_process(tmp_path: Path, data: Path)
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+@pytest.mark.parametrize("remote", [False, True], ids=["embedded", "remote"])
+def test_an_open_publish_of_a_removed_tenant_is_ended(tmp_path: Path, data: Path, remote: bool):
+    (tmp_path / "b").mkdir()
+    config = tmp_path / "streamkit.toml"
+    with running_connector(tmp_path / "b") as connector:
+        b = f'connector = "grpc://127.0.0.1:{connector.port}"' if remote else 'path = "b"'
+        write_config(config, {"a": f'path = "{data}"', "b": b})
+        gateway = make_gateway(load(config))
+        gateway.loader = lambda: load(config)
+        try:
+            with flight.connect(gateway.flight_url) as client:
+                schema = pa.schema([("x", pa.int64())])
+                writer, _ = client.do_put(flight.FlightDescriptor.for_path("b", "feed"), schema)
+                try:
+                    writer.write_batch(pa.record_batch({"x": [1]}))
+                    wait_for(lambda: gateway.forwarder.publishes, what="the publish")
+                    write_config(config, {"a": f'path = "{data}"'})
+                    assert gateway.reload().removed == ["b"]
+                    with pytest.raises(flight.FlightUnavailableError, match="'b' was removed"):
+                        writer.write_batch(pa.record_batch({"x": [2]}))
+                        writer.done_writing()
+                        writer.close()
+                finally:
+                    with contextlib.suppress(flight.FlightError):
+                        writer.close()
+                assert not gateway.forwarder.publishes
+                assert client.do_get(ticket("a")).read_all().num_rows == ROWS
+                [result] = client.do_action(flight.Action("metrics", b""))
+            found = samples(result.body.to_pybytes().decode())
+            assert value(found, "streamkit_requests_total", tenant="(unknown)", surface="flight",
+                         outcome="unavailable") == 1  # fmt: skip
+        finally:
+            gateway.stop()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 import tempfile
 from pathlib import Path
@@ -10,7 +11,7 @@ from typing import Annotated
 import typer
 
 from streamkit.lifecycle import log_crashes, run_until_signal
-from streamkit.logs import LogFormat, configure_logging
+from streamkit.logs import LogFormat, configure_logging, say
 from streamkit.readers import DEFAULT_BATCH_BYTES, DEFAULT_BATCH_ROWS
 from streamkit.secrets import SecretError, resolve_secret
 from streamkit.security import is_loopback, parse_networks
@@ -19,7 +20,7 @@ app = typer.Typer(help="Serve a folder of data files over Arrow Flight.", no_arg
 
 
 def fail(message: str) -> typer.Exit:
-    typer.echo(f"streamkit: {message}", err=True)
+    say(f"streamkit: {message}", logging.ERROR)
     return typer.Exit(1)
 
 
@@ -114,10 +115,10 @@ def serve(
         except SecretError as exc:
             raise fail(f"--token: {exc}") from None
         if secret.literal:
-            typer.echo(
+            say(
                 "streamkit: warning: --token is a literal secret (visible in the process "
                 "list); prefer env:NAME or file:PATH",
-                err=True,
+                logging.WARNING,
             )
     if dial is not None:
         if not dial.startswith(("ws://", "wss://")):
@@ -163,11 +164,9 @@ def serve(
             Path(private, "flight.sock") if private else ("127.0.0.1", server.port)
         )
         dialer = Dialer(dial, tenant, secret.value, local, tls_ca=tls_ca).start()
-        typer.echo(
-            f"connector serving {root.resolve()} by dialing {dial} for tenant {tenant}", err=True
-        )
+        say(f"connector serving {root.resolve()} by dialing {dial} for tenant {tenant}")
     else:
-        typer.echo(f"connector serving {root.resolve()} at {server.url}", err=True)
+        say(f"connector serving {root.resolve()} at {server.url}")
 
     def stop() -> None:
         if dialer is not None:

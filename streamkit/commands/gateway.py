@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -12,7 +13,7 @@ from streamkit.commands._options import GatewayOption, TlsCaOption, TokenOption
 from streamkit.commands._run import reported
 from streamkit.config import DEFAULT_CONFIG, ConfigError, GatewayConfig, load
 from streamkit.lifecycle import log_crashes, run_until_signal
-from streamkit.logs import LogFormat, configure_logging
+from streamkit.logs import LogFormat, configure_logging, say
 from streamkit.security import is_loopback
 
 if TYPE_CHECKING:
@@ -50,7 +51,7 @@ def up(
         """The file with the command line's overrides; read again by each reload."""
         settings = load(config, host=host, flight_port=flight_port, http_port=http_port)
         for warning in settings.warnings:
-            typer.echo(f"streamkit: warning: {settings.source}: {warning}", err=True)
+            say(f"streamkit: warning: {settings.source}: {warning}", logging.WARNING)
         open_tenants = [n for n, t in settings.tenants.items() if not t.tokens]
         if not is_loopback(settings.host) and open_tenants and not insecure:
             raise ConfigError(
@@ -63,18 +64,18 @@ def up(
     try:
         settings = read_config()
     except ConfigError as exc:
-        typer.echo(f"streamkit: {exc}", err=True)
+        say(f"streamkit: {exc}", logging.ERROR)
         raise typer.Exit(1) from None
     try:
         gateway = make_gateway(settings)
     except Exception as exc:  # e.g. a port in use
-        typer.echo(f"streamkit: cannot start the gateway: {exc}", err=True)
+        say(f"streamkit: cannot start the gateway: {exc}", logging.ERROR)
         raise typer.Exit(1) from None
     gateway.loader = read_config
     tenants = ", ".join(settings.tenants)
-    typer.echo(f"gateway up: tenants {tenants}", err=True)
-    typer.echo(f"  dashboard  {gateway.http_url}/", err=True)
-    typer.echo(f"  flight     {gateway.flight_url}", err=True)
+    say(f"gateway up: tenants {tenants}")
+    say(f"  dashboard  {gateway.http_url}/")
+    say(f"  flight     {gateway.flight_url}")
     run_until_signal([gateway.stop], on_hangup=lambda: _reload(gateway))
 
 

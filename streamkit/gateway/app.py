@@ -12,6 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
+from streamkit import errors
 from streamkit.config import ConfigError, GatewayConfig
 from streamkit.gateway.access import Access
 from streamkit.gateway.flight_service import GatewayFlightServer
@@ -20,7 +21,7 @@ from streamkit.gateway.http_service import make_http_app
 from streamkit.gateway.metrics import ConnectorStates, LiveFollowers, Metrics
 from streamkit.gateway.reload import ReloadPlan, plan
 from streamkit.gateway.tunnels import Tunnels
-from streamkit.gateway.upstream import Upstreams
+from streamkit.gateway.upstream import Tenant, Upstreams
 from streamkit.gateway.web_context import WebContext
 from streamkit.security import PeerFilter
 
@@ -142,12 +143,18 @@ class Gateway:
         if self.loader is None:
             raise ConfigError(f"{self.config.source}: the gateway was not started from a file")
         try:
-            new = self.loader()
+            try:
+                new = self.loader()
+                return self.apply(new)
+            except ConfigError:
+                raise
+            except Exception as exc:  # whatever it is, the running gateway goes on
+                log.debug("reload failed", exc_info=True)
+                raise ConfigError(f"{self.config.source}: {errors.clean_message(exc)}") from None
         except ConfigError as exc:
             self.metrics.reloads.labels("invalid").inc()
             log.error("reload refused, the running configuration is kept: %s", exc)
             raise
-        return self.apply(new)
 
     def apply(self, new: GatewayConfig) -> ReloadPlan:
         """Run ``new``: other tenants' streams go on; a removed or reconnected tenant's
@@ -157,15 +164,22 @@ class Gateway:
             config = change.config
             for key in change.needs_restart:
                 log.warning("reload: %s changed; it takes effect after a restart", key)
-            fresh = {}
-            for name in change.added + change.reconnected:
-                settings = config.tenants[name]
-                if name in change.reconnected and name in self.tunnels:
-                    self._on_loop(self.tunnels.by_tenant[name].close())
-                    self.tunnels.remove(name)
-                if settings.dials_in:
-                    self._on_loop(self.tunnels.add(name).start())
-                fresh[name] = self.upstreams.connect(settings, config.batch_bytes)
+            fresh: dict[str, Tenant] = {}
+            try:  # connecting to a new connector is the one step that may still fail
+                for name in change.added + change.reconnected:
+                    settings = config.tenants[name]
+                    if name in change.reconnected and name in self.tunnels:
+                        self._on_loop(self.tunnels.by_tenant[name].close())
+                        self.tunnels.remove(name)
+                    if settings.dials_in:
+                        self._on_loop(self.tunnels.add(name).start())
+                    fresh[name] = self.upstreams.connect(settings, config.batch_bytes)
+            except Exception as exc:
+                for tenant in fresh.values():
+                    self.upstreams.retire(tenant)
+                raise ConfigError(
+                    f"{config.source}: tenants.{name}: {errors.clean_message(exc)}"
+                ) from None
             self.config = self.forwarder.config = self.web.config = config
             self.upstreams.call_timeout = config.idle_timeout
             self.access.reload(config)
