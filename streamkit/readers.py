@@ -287,7 +287,10 @@ def _open_text(entry: Entry, columns: tuple[str, ...] | None) -> pa.RecordBatchR
         return pcsv.open_csv(
             stream,
             read_options=pcsv.ReadOptions(block_size=BLOCK_BYTES),
-            parse_options=pcsv.ParseOptions(delimiter="\t" if entry.format == "tsv" else ","),
+            parse_options=pcsv.ParseOptions(
+                delimiter="\t" if entry.format == "tsv" else ",",
+                newlines_in_values=True,  # a quoted value may hold line breaks (~no cost)
+            ),
             convert_options=pcsv.ConvertOptions(
                 include_columns=list(columns) if columns is not None else None
             ),

@@ -21,7 +21,14 @@ from typing import Any, Literal
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
-from datafusion import DataFrame, RuntimeEnvBuilder, SessionConfig, SessionContext, SQLOptions
+from datafusion import (
+    CsvReadOptions,
+    DataFrame,
+    RuntimeEnvBuilder,
+    SessionConfig,
+    SessionContext,
+    SQLOptions,
+)
 from datafusion.catalog import Table
 
 from streamkit import errors
@@ -64,12 +71,15 @@ class SqlEngine:
         catalog: Catalog,
         open_reader: OpenReader,
         live_entry: Callable[[str], Entry | None],
+        schema_of: Callable[[Entry], pa.Schema],
         *,
         memory_limit: int = DEFAULT_MEMORY_LIMIT,
         spill_dir: Path | None = None,
     ) -> None:
-        """``live_entry``: the pseudo entry of a published live dataset, or None."""
+        """``live_entry``: the pseudo entry of a published live dataset, or None;
+        ``schema_of``: a file's schema as the connector serves it."""
         self.catalog, self.open_reader, self.live_entry = catalog, open_reader, live_entry
+        self.schema_of = schema_of
         # Without a spill folder a query that outgrows its pool fails at once: DataFusion
         # bounds spill files by nothing, so spilling is for connectors that choose a disk.
         self.memory_limit, self.spill_dir = memory_limit, spill_dir
@@ -180,14 +190,16 @@ class SqlEngine:
         if entry.format in ("csv", "tsv"):
             delimiter = "\t" if entry.format == "tsv" else ","
             extension = Path(path).name[len(Path(path).name.split(".")[0]) :]
-            return Table(
-                context.read_csv(
-                    path,
-                    delimiter=delimiter,
-                    file_extension=extension,
-                    file_compression_type=compression or None,
-                )
+            options = CsvReadOptions(
+                delimiter=delimiter,
+                file_extension=extension,
+                file_compression_type=compression,
+                newlines_in_values=True,  # a quoted value may hold line breaks
+                # The types a plain read has (DataFusion's own guess splits records at
+                # line breaks inside quotes: a number column became text).
+                schema=self.schema_of(entry),
             )
+            return Table(context.read_csv(path, options=options))
         if entry.format == "jsonl":
             extension = Path(path).name[len(Path(path).name.split(".")[0]) :]
             return Table(

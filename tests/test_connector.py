@@ -363,6 +363,23 @@ def test_cancelled_stream_stops_reading(tmp_path, client_for):
         assert fetch(client, command(dataset="long", limit=5)).num_rows == 5
 
 
+def test_csv_values_with_line_breaks_past_the_first_block(tmp_path, client_for):
+    """Quoted values may hold line breaks anywhere in the file, not only in the first block
+    the reader parses (about 1 MiB)."""
+    rows = 150_000
+    notes = [f"first of {i}\nsecond, with a comma" if i % 7 == 0 else f"n{i}" for i in range(rows)]
+    want = pa.table({"id": pa.array(range(rows), pa.int64()), "note": notes})
+    pcsv.write_csv(want, tmp_path / "notes.csv")
+    assert (tmp_path / "notes.csv").stat().st_size > 2 * 1024 * 1024
+    with running_connector(tmp_path) as server:
+        client = client_for(server)
+        assert fetch(client, path("notes")).equals(want)
+        filtered = fetch(client, command(dataset="notes", where="id % 7 = 0"))
+        assert filtered.column("note").to_pylist() == notes[::7]
+        sql = fetch(client, command(sql="SELECT count(*) AS n FROM notes"))
+        assert sql.column("n").to_pylist() == [rows]
+
+
 def test_demo_data_is_served(demo_connector, client_for):
     client = client_for(demo_connector)
     names = {i.descriptor.path[0].decode() for i in client.list_flights()}
