@@ -21,13 +21,21 @@ import pyarrow.flight as flight
 from streamkit import errors
 from streamkit.query import Query, load_json
 
-ROUTING_KEYS = ("shard",)  # only in signed tickets
+
+@dataclass(frozen=True)
+class ShardRef:
+    """One shard of a sharded tenant, as a ticket names it."""
+
+    index: int
+    layout: str
+    """The tenant's shard list when the ticket was minted (a digest, no addresses): after
+    a reload that changes the list, ``index`` may name another shard, so it is refused."""
 
 
 @dataclass(frozen=True)
 class Ticket:
     query: Query
-    shard: int | None = None
+    shard: ShardRef | None = None
     """For a sharded tenant: the one shard this endpoint reads (None: all of them)."""
 
 
@@ -40,14 +48,14 @@ class TicketSigner:
     def _sign(self, payload: bytes) -> str:
         return hmac.new(self._key, payload, hashlib.sha256).hexdigest()
 
-    def mint(self, query: Query, shard: int | None = None) -> bytes:
+    def mint(self, query: Query, shard: ShardRef | None = None) -> bytes:
         body: dict[str, Any] = query.to_json()
         if shard is not None:
-            body["shard"] = shard
+            body["shard"], body["shards"] = shard.index, shard.layout
         payload = _canonical(body)
         return _canonical({"signed": body, "sig": self._sign(payload)})
 
-    def ticket(self, query: Query, shard: int | None = None) -> flight.Ticket:
+    def ticket(self, query: Query, shard: ShardRef | None = None) -> flight.Ticket:
         return flight.Ticket(self.mint(query, shard))
 
     def read(self, raw: bytes) -> Ticket:
@@ -64,10 +72,12 @@ class TicketSigner:
                 "the ticket's signature does not match (altered, forged, or minted by a "
                 "gateway with another ticket_key)"
             )
-        shard = body.pop("shard", None)
-        if shard is not None and (not isinstance(shard, int) or isinstance(shard, bool)):
-            raise errors.invalid("the ticket's shard is not a number")
-        return Ticket(Query.from_json(body), shard)
+        index, layout = body.pop("shard", None), body.pop("shards", None)
+        if index is None and layout is None:
+            return Ticket(Query.from_json(body))
+        if not isinstance(index, int) or isinstance(index, bool) or not isinstance(layout, str):
+            raise errors.invalid("the ticket's shard is malformed")
+        return Ticket(Query.from_json(body), ShardRef(index, layout))
 
 
 def _canonical(obj: object) -> bytes:

@@ -3,6 +3,7 @@ are shown only to the peers and token configured, and they never carry a secret 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import urllib.error
@@ -19,6 +20,7 @@ from websockets.sync.client import connect
 
 from streamkit.config import TenantConfig
 from streamkit.connector import ConnectorServer
+from streamkit.gateway.metrics import ConnectorStates, Metrics
 from streamkit.secrets import Secret
 from streamkit.security import RateLimit
 
@@ -277,3 +279,92 @@ def test_scrapes_while_hundreds_of_streams_run(data: Path):
     assert value(found, "streamkit_requests_total", tenant="t", surface="flight",
                  outcome="ok") == 300
     assert value(found, "streamkit_open_streams", tenant="t", surface="flight") == 0
+
+
+def test_refusals_before_a_tenant_is_known_are_counted(data: Path):
+    """A token that is no one's, and a forged ticket, fail before any tenant is known:
+    counted under ``(unknown)``, so token guessing shows in the metrics (and in top)."""
+    tenant = TenantConfig("t", path=data, tokens=(Secret(TOKEN, False),))
+    wrong = flight.FlightCallOptions(headers=[(b"authorization", b"Bearer guessed")])
+    with running_gateway({"t": tenant}) as gw, flight.connect(gw.flight_url) as client:
+        for _ in range(3):
+            with pytest.raises(flight.FlightUnauthenticatedError):
+                client.do_get(flight.Ticket(b'{"tenant": "t", "dataset": "items"}'), wrong)
+        request = urllib.request.Request(
+            f"{gw.http_url}/api/stream/t/items", headers={"Authorization": "Bearer guessed"}
+        )
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=10)
+        assert refused.value.code == 401
+        bearer = flight.FlightCallOptions(headers=[(b"authorization", f"Bearer {TOKEN}".encode())])
+        with pytest.raises(flight.FlightServerError, match="invalid: the ticket"):
+            client.do_get(flight.Ticket(b'{"signed": 1, "sig": "x"}'), bearer).read_all()
+        found = scrape(gw)
+    unknown = {"tenant": "(unknown)"}
+    assert value(found, "streamkit_requests_total", **unknown, surface="flight",
+                 outcome="unauthenticated") == 3  # fmt: skip
+    assert value(found, "streamkit_requests_total", **unknown, surface="http",
+                 outcome="unauthenticated") == 1  # fmt: skip
+    assert value(found, "streamkit_requests_total", **unknown, surface="flight",
+                 outcome="invalid") == 1  # fmt: skip
+
+
+def test_a_removed_tenant_is_not_brought_back_by_a_late_call():
+    """Calls still under way when a reload removes a tenant report its connector after
+    it was forgotten: no ``connector_up`` series comes back for it."""
+    tenants = {"a", "b"}
+    metrics = Metrics(lambda: tenants)
+    states = ConnectorStates(metrics)
+    metrics.sample(states)
+    for name in ("a", "b"):
+        states.seen(name, False)
+        states.seen(name, True)
+    tenants.discard("b")
+    metrics.forget("b")
+    states.forget("b")
+    states.seen("b", False)
+    states.seen("b", True)
+    found = samples(metrics.render().decode())
+    assert value(found, "streamkit_connector_up", tenant="a") == 1
+    assert ("streamkit_connector_up", (("tenant", "b"),)) not in found
+    assert value(found, "streamkit_connector_reconnects_total", tenant="a") == 1
+    assert ("streamkit_connector_reconnects_total", (("tenant", "b"),)) not in found
+
+
+@pytest.mark.parametrize("remote", [False, True], ids=["embedded", "remote"])
+def test_a_cancelled_websocket_follow_is_counted_cancelled_with_what_it_sent(
+    data: Path, remote: bool
+):
+    with contextlib.ExitStack() as stack:
+        where: Path | str = data
+        if remote:
+            where = f"grpc://127.0.0.1:{stack.enter_context(running_connector(data)).port}"
+        gw = stack.enter_context(running_gateway({"t": where}))
+        client = stack.enter_context(flight.connect(gw.flight_url))
+        writer, _ = client.do_put(
+            flight.FlightDescriptor.for_path("t", "feed"), pa.schema([("x", pa.int64())])
+        )
+        writer.write_batch(pa.record_batch({"x": [1, 2, 3]}))
+        writer.close()
+        with connect(f"ws://127.0.0.1:{gw.http_port}/ws", max_size=None) as ws:
+            ws.send(json.dumps({"action": "query", "id": 1, "tenant": "t", "dataset": "feed",
+                                "follow": True}))  # fmt: skip
+            received = 0
+            while received < 2:  # the schema, then the batch
+                assert isinstance(ws.recv(timeout=30), bytes)
+                received += 1
+            ws.send(json.dumps({"action": "cancel", "id": 1}))
+            while isinstance(end := ws.recv(timeout=30), bytes):
+                pass
+        end = json.loads(end)
+        assert end["type"] == "end" and end.get("cancelled") is True, end
+        assert end["rows"] == 3 and end["batches"] == 1 and end["bytes"] > 0, end
+        found = wait_for(
+            lambda: (f := scrape(gw))
+            and value(f, "streamkit_open_streams", tenant="t", surface="ws") == 0
+            and f,
+            what="the follow closed",
+        )
+    assert value(found, "streamkit_requests_total", tenant="t", surface="ws",
+                 outcome="cancelled") == 1  # fmt: skip
+    assert value(found, "streamkit_requests_total", tenant="t", surface="ws", outcome="ok") == 0

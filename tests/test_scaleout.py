@@ -293,6 +293,87 @@ def test_sql_over_shards_where_it_is_correct(sharded):
     assert sorted_ids(result) == sorted_ids(expected)
 
 
+def test_what_shards_cannot_answer_row_for_row_is_refused_or_answered_once(sharded):
+    def command(**query: object) -> flight.FlightDescriptor:
+        return flight.FlightDescriptor.for_command(json.dumps({"tenant": "s", **query}))
+
+    with flight.connect(sharded.flight_url) as client:
+        # A merged read has no row order to skip rows by: refused at GetFlightInfo, not
+        # answered with a ticket that DoGet then refuses.
+        with pytest.raises(flight.FlightServerError, match="invalid: 'offset' on sharded"):
+            client.get_flight_info(command(dataset="events", offset=10))
+        # A table function gives every shard the same rows: one shard answers.
+        for sql in ("SELECT * FROM generate_series(1, 3)", "SELECT value FROM range(3)"):
+            info = client.get_flight_info(command(sql=sql))
+            assert len(info.endpoints) == 1, sql
+            assert client.do_get(info.endpoints[0].ticket).read_all().num_rows == 3, sql
+        # A LIMIT that is an expression is refused in a sentence, not in the planner's words.
+        with pytest.raises(flight.FlightServerError, match="is not a plain number") as caught:
+            client.get_flight_info(command(sql="SELECT id FROM events LIMIT 2 + 1"))
+        assert "Expr" not in str(caught.value)
+
+
+def test_a_shard_ticket_is_refused_once_the_shard_list_changed(shard_roots):
+    """Tickets name a shard by its place in the list: a gateway whose list differs (a
+    rolling change, a reload) refuses them rather than read another shard."""
+    with (
+        running_connector(shard_roots[0]) as s0,
+        running_connector(shard_roots[1]) as s1,
+        running_connector(shard_roots[2]) as s2,
+    ):
+        urls = [f"grpc://127.0.0.1:{s.port}" for s in (s0, s1, s2)]
+        before = TenantConfig("s", shards=tuple(urls))
+        after = TenantConfig("s", shards=(urls[0], urls[2]))
+        with (
+            running_gateway({"s": before}, ticket_key=KEY) as old,
+            running_gateway({"s": after}, ticket_key=KEY) as new,
+            flight.connect(old.flight_url) as old_client,
+            flight.connect(new.flight_url) as new_client,
+        ):
+            descriptor = flight.FlightDescriptor.for_path("s", "events")
+            stale = old_client.get_flight_info(descriptor).endpoints
+            for endpoint in stale:
+                with pytest.raises(flight.FlightServerError, match="shards of tenant 's' have"):
+                    new_client.do_get(endpoint.ticket).read_all()
+            fresh = new_client.get_flight_info(descriptor).endpoints
+            parts = [old_client.do_get(e.ticket).read_all() for e in stale]
+            assert [p.num_rows for p in parts] == [100_000, 150_000, 50_000]
+            rows = [new_client.do_get(e.ticket).read_all().num_rows for e in fresh]
+            assert rows == [100_000, 50_000]
+
+
+def test_one_bad_dataset_of_a_sharded_tenant_hides_no_other(tmp_path):
+    roots = [tmp_path / "s0", tmp_path / "s1"]
+    for number, root in enumerate(roots):
+        root.mkdir()
+        pq.write_table(table(number * 10, number * 10 + 10), root / "good.parquet")
+        odd = table(0, 5) if number == 0 else table(0, 5).cast(
+            pa.schema([("id", pa.string()), ("v", pa.int64()), ("tag", pa.string())])
+        )
+        pq.write_table(odd, root / "odd.parquet")
+    pq.write_table(table(0, 5), roots[0] / "only.parquet")
+    with (
+        running_connector(roots[0]) as s0,
+        running_connector(roots[1]) as s1,
+    ):
+        shards = (f"grpc://127.0.0.1:{s0.port}", f"grpc://127.0.0.1:{s1.port}")
+        with (
+            running_gateway({"s": TenantConfig("s", shards=shards)}) as gateway,
+            flight.connect(gateway.flight_url) as client,
+        ):
+            listed = {tuple(i.descriptor.path) for i in client.list_flights()}
+            assert listed == {(b"s", b"good")}
+            assert [i.total_records for i in client.list_flights(b"s")] == [20]
+            disagree = "invalid: the shards of 's/odd' disagree"
+            with pytest.raises(flight.FlightServerError, match=disagree):
+                client.get_flight_info(flight.FlightDescriptor.for_path("s", "odd"))
+            with pytest.raises(flight.FlightServerError, match="not found"):
+                client.get_flight_info(flight.FlightDescriptor.for_path("s", "only"))
+            with urllib.request.urlopen(f"{gateway.http_url}/healthz", timeout=10) as response:
+                health = json.load(response)
+            assert health["status"] == "ok" and health["tenants"]["s"]["datasets"] == 1
+
+
 def test_sharded_reads_over_websocket_http_and_the_cli(sharded):
     with connect(f"ws://127.0.0.1:{sharded.http_port}/ws", max_size=None) as ws:
         ws.send(json.dumps({"action": "query", "tenant": "s", "dataset": "events"}))

@@ -641,3 +641,19 @@ def check_layout(screen: list[str], width: int, height: int, url: str) -> None:
     # Wider terminals get longer sparklines (MB/s is its figure, then its sparkline).
     gap = headers[0].index("Rows/s") - headers[0].index("MB/s")
     assert gap >= (19 if width < 120 else 29)
+
+
+def test_counters_that_are_not_finite_are_left_out():
+    """A broken exporter (or a proxy in front of it) may send NaN or +Inf: no rate, no crash."""
+    model = TopModel(rate_window=0.1)
+    rows = 'streamkit_rows_total{tenant="t",surface="flight"}'
+    mb = 'streamkit_bytes_total{tenant="t",surface="flight"}'
+    still = 'streamkit_open_streams{tenant="t",surface="flight"} 1'
+    update(model, 0.0, f"{rows} 10", f"{mb} 0", still)
+    snapshot = update(model, 1.0, f"{rows} +Inf", f"{mb} NaN", still)
+    for value in (snapshot, update(model, 2.0, f"{rows} NaN", f"{mb} -Inf", still)):
+        view = tenant(value, "t")
+        assert view.open_streams == 1
+        for rate in (view.rows_per_s, view.mb_per_s):
+            assert rate is None or rate == 0
+        assert per_second(view.errors_per_s) and megabytes(view.mb_per_s)

@@ -79,7 +79,7 @@ class GatewayFlightServer(BaseFlightServer):
             return served  # Flight SQL metadata
         # A ticket names a tenant, but only the caller's identity grants it: a ticket minted
         # for one tenant and replayed with another tenant's token is refused.
-        read = served or self.forwarder.tickets.read(ticket.ticket)
+        read = served or self.forwarder.read_ticket(ticket.ticket)
         stream = self.forwarder.open(read.query, identity, peer, "flight", read.shard)
         items = _items(stream, context)
         # A generator that never started does not run its ``finally``: release it anyway.

@@ -308,7 +308,7 @@ class FlightSql:
             return None
         name, message = unpacked
         if name == "TicketStatementQuery" and message is not None:
-            return self.forwarder.tickets.read(message.statement_handle)
+            return self.forwarder.read_ticket(message.statement_handle)
         if (name not in METADATA_SCHEMAS and name != "CommandGetTables") or message is None:
             raise _unimplemented(f"Flight SQL {name} is not served by the gateway")
         return flight.RecordBatchStream(self._metadata(identity, name, message))

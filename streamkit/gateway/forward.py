@@ -8,9 +8,11 @@ their wire format to a :class:`~streamkit.query.Query` and a :class:`Stream`'s c
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
 
 import pyarrow.flight as flight
 
@@ -24,7 +26,7 @@ from streamkit.gateway.reload import same_connector
 from streamkit.gateway.requests_log import RequestRecord
 from streamkit.gateway.upstream import Upstreams, upstream_error
 from streamkit.query import Query
-from streamkit.tickets import TicketSigner
+from streamkit.tickets import ShardRef, Ticket, TicketSigner
 
 WATCH_SECONDS = 0.25  # how often a waiting stream looks at its client, idle time and shutdown
 
@@ -42,10 +44,25 @@ class Forwarder:
         self.tickets, self._ticket_key = signer_for(config), config.ticket_key
         self.stopping = threading.Event()
         self.streams: set[Stream] = set()  # open now (a reload may have to end some)
+        self.publishes: set[Publish] = set()
         self._streams_lock = threading.Lock()
 
-    def identify(self, token: str | None) -> Identity:
-        return self.access.identify(token)
+    def identify(self, token: str | None, surface: str = "flight") -> Identity:
+        """The caller of ``token``; a token that is no one's is refused, and counted (as
+        the tenant it meant is not known yet: a guessed token shows in the metrics)."""
+        try:
+            return self.access.identify(token)
+        except errors.StreamkitError as exc:
+            self.metrics.request(None, surface, exc.code)
+            raise
+
+    def read_ticket(self, raw: bytes) -> Ticket:
+        """A ticket's query and routing; a forged or malformed one is refused, and counted."""
+        try:
+            return self.tickets.read(raw)
+        except errors.StreamkitError as exc:
+            self.metrics.request(None, "flight", exc.code)
+            raise
 
     def admit(self, query: Query, identity: Identity) -> Query:
         """The tenant comes from the request, but the caller's identity decides if it may."""
@@ -116,7 +133,8 @@ class Forwarder:
         if shards > 1 and query.limit is None and not query.offset:
             plan = self.upstreams.sql_plan(query) if query.sql is not None else None
             if plan is None or (plan.limit is None and not plan.one_shard):
-                return [self.tickets.mint(query, shard) for shard in range(shards)]
+                layout = self.upstreams.shard_layout(query.tenant)
+                return [self.tickets.mint(query, ShardRef(i, layout)) for i in range(shards)]
         return [self.tickets.mint(query)]
 
     def open(
@@ -125,7 +143,7 @@ class Forwarder:
         identity: Identity,
         peer: str,
         surface: str,
-        shard: int | None = None,
+        shard: ShardRef | None = None,
     ) -> Stream:
         """Admit ``query`` and open its upstream stream (blocking: a worker thread's job);
         ``shard``: of a sharded tenant, only that shard (a signed ticket's)."""
@@ -160,15 +178,35 @@ class Forwarder:
         self.end_stale([stream])  # a reload while it opened
         return stream
 
-    def end_stale(self, streams: list[Stream] | None = None) -> None:
-        """End the open streams (or ``streams``) that the configuration no longer allows:
-        of a removed tenant, of a tenant whose connector changed, of a revoked token."""
-        for stream in self.open_streams() if streams is None else streams:
+    async def aopen(
+        self, pool: Executor, query: Query, identity: Identity, peer: str, surface: str
+    ) -> Stream:
+        """``open`` in ``pool``, awaited from an event loop. Should the awaiting task be
+        cancelled (its socket closed while a slow connector opened the stream), the open
+        goes on in its thread, and the stream is closed once it is opened."""
+        opening = asyncio.get_running_loop().run_in_executor(
+            pool, self.open, query, identity, peer, surface
+        )
+        try:
+            return await asyncio.shield(opening)
+        except asyncio.CancelledError:
+            opening.add_done_callback(_close_opened)
+            raise
+
+    def end_stale(self, streams: Sequence[Stream | Publish] | None = None) -> None:
+        """End the open streams and publishes (or ``streams``) that the configuration no
+        longer allows: of a removed tenant, of a tenant whose connector changed, of a
+        revoked token."""
+        if streams is None:
+            with self._streams_lock:
+                publishes = list(self.publishes)
+            streams = [*self.open_streams(), *publishes]
+        for stream in streams:
             why = self._stale(stream)
             if why is not None:
                 stream.end(why)
 
-    def _stale(self, stream: Stream) -> errors.StreamkitError | None:
+    def _stale(self, stream: Stream | Publish) -> errors.StreamkitError | None:
         tenant = stream.query.tenant or ""
         now = self.config.tenants.get(tenant)
         if now is None:
@@ -194,14 +232,23 @@ class Forwarder:
     ) -> int:
         """Publish to ``[tenant, dataset]``: batches go on to the tenant's connector as read."""
         record = RequestRecord("flight-put", query.tenant, query.dataset)
+        publish: Publish | None = None
         try:
             tenant = self._admitted_tenant(query, identity)
             self.access.limits.request(tenant, identity.caller(peer))
-            record.rows = self.upstreams.do_put(query, reader)
+            publish = Publish(query, identity, self.config.tenants.get(tenant), reader)
+            with self._streams_lock:
+                self.publishes.add(publish)
+            self.end_stale([publish])  # a reload while it was admitted
+            record.rows = self.upstreams.do_put(query, publish)
         except errors.StreamkitError as exc:
             self.metrics.request(query.tenant, "flight", exc.code)
             record.finish(exc.code)
             raise
+        finally:
+            if publish is not None:
+                with self._streams_lock:
+                    self.publishes.discard(publish)
         self.metrics.request(query.tenant, "flight", "ok")
         record.finish("ok")
         return record.rows
@@ -239,8 +286,8 @@ class Stream:
         self._check_stopping()
         try:
             chunk = self.pump.get(timeout)
-        except Ended:
-            self.close("ok")
+        except Ended:  # complete, or ended by a cancel (a live follow's generator returns)
+            self.close(errors.CANCELLED if self.pump.cancelled else "ok")
             raise
         except Exception as exc:
             raise self._failed(exc) from None
@@ -256,8 +303,8 @@ class Stream:
         self._check_stopping()
         try:
             chunk = await self._async.get(timeout)
-        except Ended:
-            self.close("ok")
+        except Ended:  # complete, or ended by a cancel (a live follow's generator returns)
+            self.close(errors.CANCELLED if self.pump.cancelled else "ok")
             raise
         except Exception as exc:
             raise self._failed(exc) from None
@@ -310,6 +357,34 @@ class Stream:
         self.record.finish(outcome)
 
 
+class Publish:
+    """An open publish, its batches read through here so that a reload can end it: the
+    next batch its client sends (or the one it is waiting for) ends it with the reason."""
+
+    def __init__(
+        self,
+        query: Query,
+        identity: Identity,
+        settings: TenantConfig | None,
+        reader: flight.MetadataRecordBatchReader,
+    ) -> None:
+        self.query, self.identity, self.settings = query, identity, settings
+        self.schema = reader.schema
+        self._reader = reader
+        self._ended: errors.StreamkitError | None = None
+
+    def end(self, exc: errors.StreamkitError) -> None:
+        self._ended = exc
+
+    def read_chunk(self) -> flight.FlightStreamChunk:
+        if self._ended is not None:
+            raise self._ended
+        chunk = self._reader.read_chunk()
+        if self._ended is not None:
+            raise self._ended
+        return chunk
+
+
 def signer_for(config: GatewayConfig) -> TicketSigner:
     key = config.ticket_key
     return TicketSigner(key.value.encode() if key is not None else None)
@@ -318,3 +393,8 @@ def signer_for(config: GatewayConfig) -> TicketSigner:
 def _surface(query: Query, transport: str) -> str:
     """The metrics' ``surface`` label: flight, ws or http, or sql for any SQL statement."""
     return "sql" if query.sql is not None else transport
+
+
+def _close_opened(opening: asyncio.Future[Stream]) -> None:
+    if not opening.cancelled() and opening.exception() is None:
+        opening.result().close(errors.CANCELLED)

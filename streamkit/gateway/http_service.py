@@ -55,7 +55,7 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
 def request_identity(request: web.Request) -> Identity:
     """From the ``Authorization: Bearer`` header; raises unauthenticated for a bad token."""
     token = bearer_token(request.headers.get("Authorization"))
-    return request.app[CONTEXT].forwarder.identify(token)
+    return request.app[CONTEXT].forwarder.identify(token, "http")
 
 
 def make_http_app(context: WebContext) -> web.Application:
@@ -186,9 +186,8 @@ async def sql(request: web.Request) -> web.StreamResponse:
 async def _forward(request: web.Request, query: Query) -> web.StreamResponse:
     context = request.app[CONTEXT]
     identity = request_identity(request)
-    loop = asyncio.get_running_loop()
-    opened = await loop.run_in_executor(
-        context.pool, context.forwarder.open, query, identity, request.remote or "", "http"
+    opened = await context.forwarder.aopen(
+        context.pool, query, identity, request.remote or "", "http"
     )
     return await _send_stream(request, opened, context.config.idle_timeout)
 

@@ -61,8 +61,11 @@ class Metrics:
     def _counter(self, name: str, doc: str, labels: list[str]) -> Counter:
         return Counter(f"streamkit_{name}", doc, labels, registry=self.registry)
 
+    def knows(self, tenant: str | None) -> bool:
+        return tenant is not None and tenant in self._tenants()
+
     def tenant_label(self, tenant: str | None) -> str:
-        return tenant if tenant is not None and tenant in self._tenants() else UNKNOWN_TENANT
+        return tenant if tenant is not None and self.knows(tenant) else UNKNOWN_TENANT
 
     def meter(self, tenant: str | None, surface: str) -> StreamMeter:
         return StreamMeter(self, self.tenant_label(tenant), surface)
@@ -129,6 +132,8 @@ class ConnectorStates(Collector):
         self._lock = threading.Lock()
 
     def seen(self, tenant: str, up: bool) -> None:
+        if not self.metrics.knows(tenant):  # a call that outlived its tenant's removal
+            return
         with self._lock:
             before = self.up.get(tenant)
             self.up[tenant] = up

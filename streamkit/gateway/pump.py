@@ -103,6 +103,10 @@ class Pump:
             raise self._error
         raise Ended
 
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled
+
     def cancel(self) -> None:
         """Stop reading and cancel the upstream call (safe from any thread, more than once)."""
         with self._ready:
@@ -121,6 +125,7 @@ class Polled:
     def __init__(self, reader: Upstream) -> None:
         self.reader = reader
         self.schema = reader.schema
+        self.cancelled = False
 
     def get(self, timeout: float) -> Chunk | None:
         try:
@@ -129,6 +134,7 @@ class Polled:
             raise Ended from None
 
     def cancel(self) -> None:
+        self.cancelled = True
         self.reader.cancel()
 
 

@@ -27,6 +27,7 @@ from typing import TypeVar
 import pyarrow.flight as flight
 
 from streamkit import errors
+from streamkit.gateway.opening import Options, answers, open_stream
 from streamkit.live_wire import row_offset
 from streamkit.query import Query
 
@@ -39,8 +40,10 @@ WATCH_SECONDS = 0.5
 
 class _Watchdog:
     """One thread for every replica read: a read whose replica has sent nothing for its
-    ``stall`` seconds while the gateway waited (a host that vanished sends no reset, and a
-    TCP connection then waits for minutes) is cancelled, and resumed on another replica."""
+    ``stall`` seconds while the gateway waited has its replica asked whether it is there
+    (a host that vanished sends no reset, and a TCP connection then waits for minutes). One
+    that does not answer is given up on: the read is cancelled and resumed on another
+    replica. One that answers is only slow, and is waited for as a lone connector would be."""
 
     def __init__(self) -> None:
         self.reads: weakref.WeakSet[ResumingReader] = weakref.WeakSet()
@@ -122,7 +125,7 @@ class ResumingReader:
         clients: Sequence[flight.FlightClient],
         order: list[int],
         query: Query,
-        options: Callable[[], flight.FlightCallOptions],
+        options: Options,
         seen: Callable[[int, bool], None],
         stall: float | None = None,
     ) -> None:
@@ -133,6 +136,7 @@ class ResumingReader:
         self.stall = stall or 0.0
         self.waiting_since: float | None = None  # while waiting on the replica
         self._stalled = False
+        self._checking = False  # the replica is being asked whether it is there
         self.delivered = 0  # rows handed on
         self.next_row: int | None = None  # a follow: the dataset row number after the last
         self.resumes = 0
@@ -143,13 +147,30 @@ class ResumingReader:
             _watchdog.watch(self)
 
     def stalled(self) -> None:
-        """Called by the watchdog: give up on this replica (the read resumes elsewhere)."""
-        self._stalled = True
-        self.reader.cancel()
+        """Called by the watchdog: ask the replica, in a thread of its own, whether it is
+        there; if not, give up on it (the read resumes elsewhere)."""
+        if not self._checking:
+            self._checking = True
+            check = threading.Thread(target=self._check, name="streamkit-replica", daemon=True)
+            check.start()
+
+    def _check(self) -> None:
+        since, client = self.waiting_since, self.clients[self.order[0]]
+        try:
+            there = answers(client, self._options)
+        finally:
+            self._checking = False
+        if since is None or self.waiting_since != since:
+            return  # the read moved on meanwhile
+        if there:
+            self.waiting_since = time.monotonic()  # slow, not gone: another ``stall`` to wait
+        else:
+            self._stalled = True
+            self.reader.cancel()
 
     def _open(self, query: Query) -> flight.FlightStreamReader:
         def call(client: flight.FlightClient) -> flight.FlightStreamReader:
-            return client.do_get(query.to_ticket(), self._options())
+            return open_stream(client, query.to_ticket(), self._options)
 
         failure: BaseException | None = None
         for _ in range(len(self.order)):

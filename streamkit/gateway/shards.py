@@ -51,8 +51,8 @@ class ShardPlan:
     limit: int | None
     """The statement's LIMIT, which the merged answer is cut to."""
     one_shard: bool
-    """It reads no table (``SELECT 1``, a tool's connection test): one shard answers it,
-    as every shard would give the same rows."""
+    """It reads no dataset (``SELECT 1``, a tool's connection test, a table function):
+    one shard answers it, as every shard would give the same rows."""
 
 
 def shard_plan(sql: str, schema_of: Callable[[str], pa.Schema]) -> ShardPlan:
@@ -67,6 +67,7 @@ def shard_plan(sql: str, schema_of: Callable[[str], pa.Schema]) -> ShardPlan:
     if len(re.findall(r"\bselect\b", _without_literals(sql), re.IGNORECASE)) > 1:
         raise _not_by_shard("it has more than one SELECT: a subquery or a union")
     context = SessionContext()
+    tables: set[str] = set()  # the datasets the statement reads (not table functions)
     for _ in range(32):
         try:
             plan = context.sql_with_options(sql, options).logical_plan()
@@ -76,6 +77,7 @@ def shard_plan(sql: str, schema_of: Callable[[str], pa.Schema]) -> ShardPlan:
             if found is None:
                 raise errors.invalid(f"sql: {errors.clean_message(exc)}") from None
             name = found.group(1)
+            tables.add(name)
             empty = ds.InMemoryDataset([], schema=schema_of(name))  # empty_table() fails on unions
             context.catalog().schema("public").register_table(name, Table(empty))
     else:
@@ -85,10 +87,13 @@ def shard_plan(sql: str, schema_of: Callable[[str], pa.Schema]) -> ShardPlan:
     if kind == "Limit":
         node = plan.to_variant()
         skip, fetch = node.skip(), node.fetch()
-        skipped = skip.python_value() if skip is not None else None
+        try:  # a literal, or an expression (LIMIT 2+1) which python_value() refuses
+            skipped = skip.python_value() if skip is not None else None
+            value = fetch.python_value() if fetch is not None else None
+        except Exception:
+            raise _not_by_shard("its LIMIT or OFFSET is not a plain number") from None
         if (skipped.as_py() if isinstance(skipped, pa.Scalar) else skipped):
             raise _not_by_shard("it has an OFFSET")
-        value = fetch.python_value() if fetch is not None else None
         limit = value.as_py() if isinstance(value, pa.Scalar) else value
         if limit is not None and not isinstance(limit, int):
             raise _not_by_shard("its LIMIT is not a number")
@@ -100,7 +105,9 @@ def shard_plan(sql: str, schema_of: Callable[[str], pa.Schema]) -> ShardPlan:
         kind = type(node.to_variant()).__name__
         if kind not in SHARD_SAFE_PLANS:
             raise _not_by_shard(f"its plan has {kind}")
-        scans += kind == "TableScan"
+        if kind == "TableScan":
+            # A table function (generate_series, range) gives every shard the same rows.
+            scans += node.to_variant().table_name() in tables
         pending.extend(node.inputs())
     if scans > 1:
         raise _not_by_shard("it reads more than one table")

@@ -5,6 +5,7 @@ contract's.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import time
@@ -21,6 +22,7 @@ from streamkit.config import GatewayConfig, TenantConfig
 from streamkit.connector.service import Connector, LocalStream
 from streamkit.gateway.live_hub import Hubs
 from streamkit.gateway.metrics import ConnectorStates
+from streamkit.gateway.opening import answers, open_stream
 from streamkit.gateway.pump import Upstream
 from streamkit.gateway.replicas import ResumingReader, Rotation, first_answer
 from streamkit.gateway.shards import ShardPlan, combined_info, shard_plan
@@ -29,6 +31,7 @@ from streamkit.live_wire import is_live_info
 from streamkit.merged import MergedReader
 from streamkit.query import Query
 from streamkit.simulator import Simulator
+from streamkit.tickets import ShardRef
 
 T = TypeVar("T")
 log = logging.getLogger("streamkit.gateway")
@@ -79,6 +82,12 @@ class Tenant:
         self.up[index] = answered
         states = [self.up.get(i, True) for i in range(len(self.clients))]
         return all(states) if self.sharded else any(states)
+
+    def replica_order(self) -> list[int]:
+        """The replicas a read tries, in turn: the next one first, those last seen down
+        at the end (a replica that hangs would make every read that starts on it wait)."""
+        assert self.rotation is not None
+        return sorted(self.rotation.order(), key=lambda index: not self.up.get(index, True))
 
     def check_connected(self) -> None:
         """A dialing connector's tenant is ``unavailable`` while no tunnel is up."""
@@ -190,6 +199,10 @@ class Upstreams:
         found = self.tenants.get(tenant or "")
         return len(found.clients) if found is not None and found.sharded else 1
 
+    def shard_layout(self, tenant: str | None) -> str:
+        """A digest of the tenant's shard list, which its shard tickets carry."""
+        return _layout(self.tenant(tenant).config.shards)
+
     def probe(self) -> None:
         """Look at every connector once (a ListActions round trip: any answer, even
         "unimplemented", means it is up) and tell ``states``."""
@@ -200,9 +213,10 @@ class Upstreams:
                 self.seen(name, False)
             elif tenant.clients:
                 for index, client in enumerate(tenant.clients):
-                    self.seen(name, tenant.note(index, _answers(client, tenant)))
+                    answered = answers(client, tenant.options, PROBE_TIMEOUT_S)
+                    self.seen(name, tenant.note(index, answered))
             else:
-                self.seen(name, _answers(tenant.remote(), tenant))
+                self.seen(name, answers(tenant.remote(), tenant.options, PROBE_TIMEOUT_S))
 
     def followers(self) -> Iterator[tuple[str, int]]:
         """``(tenant, batches queued)`` of every live follower the gateway serves."""
@@ -238,13 +252,14 @@ class Upstreams:
             if tenant.embedded is not None:
                 return tenant.embedded.flight_info(upstream)
             if tenant.sharded:
+                _check_no_offset(tenant, upstream)
                 if upstream.sql is not None and self._sql_plan(tenant, upstream.sql).one_shard:
                     return ask(tenant.clients[0])
                 infos = self._each_shard(tenant, ask)
                 return combined_info(infos, query.label(), upstream.to_descriptor())
             if tenant.rotation is not None:
                 return first_answer(
-                    tenant.clients, tenant.rotation.order(), ask, self._seen_at(tenant)
+                    tenant.clients, tenant.replica_order(), ask, self._seen_at(tenant)
                 )
             info = ask(tenant.remote())
         if query.sql is None and not query.where:  # a filter's info says nothing of liveness
@@ -262,10 +277,10 @@ class Upstreams:
             if tenant.embedded is not None:
                 return list(tenant.embedded.list_flights())
             if tenant.sharded:
-                return _combined_listing(self._each_shard(tenant, ask))
+                return _combined_listing(tenant.name, self._each_shard(tenant, ask))
             if tenant.rotation is not None:
                 return first_answer(
-                    tenant.clients, tenant.rotation.order(), ask, self._seen_at(tenant)
+                    tenant.clients, tenant.replica_order(), ask, self._seen_at(tenant)
                 )
             infos = ask(tenant.remote())
         for info in infos:
@@ -273,7 +288,7 @@ class Upstreams:
                 self._note_live(tenant, info.descriptor.path[0].decode(), info)
         return infos
 
-    def do_get(self, query: Query, shard: int | None = None) -> Upstream:
+    def do_get(self, query: Query, shard: ShardRef | None = None) -> Upstream:
         """Open the upstream stream; no call deadline, as streams may run for a long time.
         ``shard``: of a sharded tenant, the one shard to read (None: all, merged).
 
@@ -292,7 +307,7 @@ class Upstreams:
                 return ResumingReader(
                     tenant.name,
                     tenant.clients,
-                    tenant.rotation.order(),
+                    tenant.replica_order(),
                     upstream,
                     tenant.options,
                     self._seen_at(tenant),
@@ -305,40 +320,43 @@ class Upstreams:
                 return self.hubs.follow(
                     (tenant.name, query.dataset),
                     query,
-                    open_follow=lambda: client.do_get(
+                    open_follow=lambda: open_stream(
+                        client,
                         Query(dataset=query.dataset, follow=True, from_="end").to_ticket(),
-                        tenant.options(),
+                        tenant.options,
                     ),
-                    open_history=lambda: client.do_get(
+                    open_history=lambda: open_stream(
+                        client,
                         Query(dataset=query.dataset, columns=query.columns).to_ticket(),
-                        tenant.options(),
+                        tenant.options,
                     ),
                     error=lambda exc: upstream_error(tenant.name, exc),
                 )
-            stream: Upstream = client.do_get(upstream.to_ticket(), tenant.options())
+            stream: Upstream = open_stream(client, upstream.to_ticket(), tenant.options)
             return stream
 
-    def _sharded_get(self, tenant: Tenant, query: Query, shard: int | None) -> Upstream:
-        options = tenant.options()
-        if shard is not None:
-            if not 0 <= shard < len(tenant.clients):
-                raise errors.invalid(f"tenant {tenant.name!r} has no shard {shard}")
-            reader: Upstream = tenant.clients[shard].do_get(query.to_ticket(), options)
+    def _sharded_get(self, tenant: Tenant, query: Query, shard: ShardRef | None) -> Upstream:
+        def open_on(client: flight.FlightClient) -> Upstream:
+            reader: Upstream = open_stream(client, query.to_ticket(), tenant.options)
             return reader
-        if query.offset:
-            raise errors.invalid(
-                f"'offset' on sharded tenant {tenant.name!r}: read its shards' endpoints"
-            )
+
+        if shard is not None:
+            if shard.layout != _layout(tenant.config.shards):
+                raise errors.invalid(
+                    f"the shards of tenant {tenant.name!r} have changed since this ticket was "
+                    "issued: ask for the dataset's FlightInfo again"
+                )
+            if not 0 <= shard.index < len(tenant.clients):
+                raise errors.invalid(f"tenant {tenant.name!r} has no shard {shard.index}")
+            return open_on(tenant.clients[shard.index])
+        _check_no_offset(tenant, query)
         limit = query.limit
         if query.sql is not None:
             plan = self._sql_plan(tenant, query.sql)
             if plan.one_shard:
-                first: Upstream = tenant.clients[0].do_get(query.to_ticket(), options)
-                return first
+                return open_on(tenant.clients[0])
             limit = plan.limit
-        readers = self._each_shard(
-            tenant, lambda c: c.do_get(query.to_ticket(), options), lambda r: r.cancel()
-        )
+        readers = self._each_shard(tenant, open_on, lambda r: r.cancel())
         return MergedReader(readers, limit)
 
     def sql_plan(self, query: Query) -> ShardPlan:
@@ -466,32 +484,56 @@ class _upstream_errors:
                 self.seen(self.tenant.name, True)
             return False
         error = upstream_error(self.tenant.name, exc)
-        if error.code == errors.UNAVAILABLE:
+        if error.code == errors.UNAVAILABLE and error is not exc:  # not one of our own
             self.seen(self.tenant.name, False)
         raise error from None
 
 
-def _answers(client: flight.FlightClient, tenant: Tenant) -> bool:
-    try:
-        client.list_actions(tenant.options(PROBE_TIMEOUT_S))
-    except (flight.FlightUnavailableError, flight.FlightTimedOutError):
-        return False
-    except Exception:  # refused or unimplemented: it answered
-        return True
-    return True
+def _layout(shards: tuple[str, ...]) -> str:
+    return hashlib.sha256("\n".join(shards).encode()).hexdigest()[:16]
 
 
-def _combined_listing(per_shard: list[list[flight.FlightInfo]]) -> list[flight.FlightInfo]:
-    """The datasets of every shard, each one FlightInfo over the shards that have it."""
+def _check_no_offset(tenant: Tenant, query: Query) -> None:
+    """A merged read has no row order to skip rows by."""
+    if query.offset:
+        raise errors.invalid(
+            f"'offset' on sharded tenant {tenant.name!r}: read its shards' endpoints"
+        )
+
+
+def _combined_listing(
+    tenant: str, per_shard: list[list[flight.FlightInfo]]
+) -> list[flight.FlightInfo]:
+    """The datasets of every shard, each one FlightInfo over its shards. A dataset that
+    is not on every shard, or whose shards disagree on its schema, is left out: its
+    FlightInfo is refused too (``not found``, ``invalid``), and one bad dataset must not
+    hide the tenant's others."""
     by_name: dict[bytes, list[flight.FlightInfo]] = {}
     for infos in per_shard:
         for info in infos:
             if info.descriptor.path:
                 by_name.setdefault(info.descriptor.path[0], []).append(info)
-    return [
-        combined_info(infos, name.decode("utf-8", "replace"), infos[0].descriptor)
-        for name, infos in by_name.items()
-    ]
+    listing = []
+    for name, infos in by_name.items():
+        label = f"{tenant}/{name.decode('utf-8', 'replace')}"
+        if len(infos) < len(per_shard):
+            _warn_once(f"{label!r} is not on every shard: left out of the listing")
+            continue
+        try:
+            listing.append(combined_info(infos, label, infos[0].descriptor))
+        except errors.StreamkitError as exc:
+            _warn_once(f"{exc.message.removeprefix('invalid: ')}: left out of the listing")
+    return listing
+
+
+_warned: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    """Log ``message`` the first time only (listings are asked for every few seconds)."""
+    if message not in _warned and len(_warned) < 1000:
+        _warned.add(message)
+        log.warning("%s", message)
 
 
 def upstream_error(tenant: str, exc: BaseException) -> errors.StreamkitError:

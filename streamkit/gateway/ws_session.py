@@ -78,7 +78,7 @@ class WsSession:
         try:
             if not isinstance(token, str) or not token:
                 raise errors.Unauthenticated("unauthenticated: 'token' is required")
-            self.identity = self.context.forwarder.identify(token)
+            self.identity = self.context.forwarder.identify(token, "ws")
         except errors.StreamkitError as exc:
             await self.send_error(message.get("id"), exc)
             return
@@ -181,11 +181,10 @@ class WsSession:
                 task.cancel()
 
     async def run_query(self, query: Query, query_id: Any) -> None:
-        loop = asyncio.get_running_loop()
         forwarder = self.context.forwarder
         try:
-            self.stream = stream = await loop.run_in_executor(
-                self.context.pool, forwarder.open, query, self.identity, self.peer, "ws"
+            self.stream = stream = await forwarder.aopen(
+                self.context.pool, query, self.identity, self.peer, "ws"
             )
         except errors.StreamkitError as exc:
             await self.send_error(query_id, exc)
@@ -193,10 +192,7 @@ class WsSession:
         try:
             await self._send(stream, query_id)
         except errors.StreamkitError as exc:  # the stream has recorded why
-            if self.cancelled:
-                await self._end(stream, query_id, 0, 0)
-            else:
-                await self.send_error(query_id, exc)
+            await self.send_error(query_id, exc)
         except (ConnectionError, RuntimeError) as exc:  # the socket closed under us
             stream.close("disconnected")
             log.debug("websocket closed mid-query: %s", exc)
@@ -220,6 +216,10 @@ class WsSession:
                 chunk = await stream.aget()
             except Ended:
                 break
+            except errors.StreamkitError:
+                if self.cancelled:  # the upstream read ended by the cancel
+                    break
+                raise
             if chunk is None:
                 continue
             if skipped := skipped_rows(chunk.app_metadata):
@@ -252,3 +252,4 @@ class WsSession:
                 **({"cancelled": True} if self.cancelled else {}),
             }
         )
+

@@ -20,6 +20,7 @@ What counts as what, from ``streamkit_requests_total``'s ``outcome``:
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -85,6 +86,8 @@ def parse(text: str) -> Scrape:
     created: dict[Key, float] = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
+            if not math.isfinite(sample.value):  # no streamkit metric is; a rate of it is none
+                continue
             key = (sample.name, tuple(sorted(sample.labels.items())))
             if sample.name in COUNTERS:
                 counters[key] = sample.value
