@@ -27,7 +27,7 @@ from typing import TypeVar
 import pyarrow.flight as flight
 
 from streamkit import errors
-from streamkit.gateway.opening import Options, answers, open_stream
+from streamkit.gateway.opening import PING_TIMEOUT_S, Options, answers, open_stream
 from streamkit.live_wire import row_offset
 from streamkit.query import Query
 
@@ -157,7 +157,8 @@ class ResumingReader:
     def _check(self) -> None:
         since, client = self.waiting_since, self.clients[self.order[0]]
         try:
-            there = answers(client, self._options)
+            # Within the stream's idle budget: the stall took half, the question a quarter.
+            there = answers(client, self._options, min(PING_TIMEOUT_S, self.stall / 2))
         finally:
             self._checking = False
         if since is None or self.waiting_since != since:
