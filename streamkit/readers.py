@@ -280,17 +280,23 @@ def _reader_batches(reader: pa.RecordBatchReader) -> Batches:
         reader.close()
 
 
+def csv_options(entry: Entry) -> tuple[pcsv.ReadOptions, pcsv.ParseOptions]:
+    """How a CSV or TSV file is read, by every reader of it (plain reads and SQL alike)."""
+    return pcsv.ReadOptions(block_size=BLOCK_BYTES), pcsv.ParseOptions(
+        delimiter="\t" if entry.format == "tsv" else ",",
+        newlines_in_values=True,  # a quoted value may hold line breaks (~no cost)
+    )
+
+
 def _open_text(entry: Entry, columns: tuple[str, ...] | None) -> pa.RecordBatchReader:
     source = pa.input_stream(str(entry.path), compression=entry.compression)
     if entry.format in ("csv", "tsv"):
         stream = GuardedStream(source, compressed_size=_compressed_size(entry))
+        read_options, parse_options = csv_options(entry)
         return pcsv.open_csv(
             stream,
-            read_options=pcsv.ReadOptions(block_size=BLOCK_BYTES),
-            parse_options=pcsv.ParseOptions(
-                delimiter="\t" if entry.format == "tsv" else ",",
-                newlines_in_values=True,  # a quoted value may hold line breaks (~no cost)
-            ),
+            read_options=read_options,
+            parse_options=parse_options,
             convert_options=pcsv.ConvertOptions(
                 include_columns=list(columns) if columns is not None else None
             ),

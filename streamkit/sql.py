@@ -22,7 +22,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 from datafusion import (
-    CsvReadOptions,
     DataFrame,
     RuntimeEnvBuilder,
     SessionConfig,
@@ -34,6 +33,7 @@ from datafusion.catalog import Table
 from streamkit import errors
 from streamkit.batches import empty_batch
 from streamkit.catalog import Catalog, Entry
+from streamkit.readers import csv_options
 
 DEFAULT_MEMORY_LIMIT = 256 * 1024 * 1024
 MAX_IN_MEMORY_BYTES = 256 * 1024 * 1024
@@ -71,15 +71,12 @@ class SqlEngine:
         catalog: Catalog,
         open_reader: OpenReader,
         live_entry: Callable[[str], Entry | None],
-        schema_of: Callable[[Entry], pa.Schema],
         *,
         memory_limit: int = DEFAULT_MEMORY_LIMIT,
         spill_dir: Path | None = None,
     ) -> None:
-        """``live_entry``: the pseudo entry of a published live dataset, or None;
-        ``schema_of``: a file's schema as the connector serves it."""
+        """``live_entry``: the pseudo entry of a published live dataset, or None."""
         self.catalog, self.open_reader, self.live_entry = catalog, open_reader, live_entry
-        self.schema_of = schema_of
         # Without a spill folder a query that outgrows its pool fails at once: DataFusion
         # bounds spill files by nothing, so spilling is for connectors that choose a disk.
         self.memory_limit, self.spill_dir = memory_limit, spill_dir
@@ -187,19 +184,12 @@ class SqlEngine:
         if entry.format == "arrow":  # pyarrow's scan of IPC files is ~3x DataFusion's own
             return Table(ds.dataset(path, format="ipc"))
         compression = {"gzip": "gzip", "zstd": "zstd"}.get(entry.compression or "", "")
-        if entry.format in ("csv", "tsv"):
-            delimiter = "\t" if entry.format == "tsv" else ","
-            extension = Path(path).name[len(Path(path).name.split(".")[0]) :]
-            options = CsvReadOptions(
-                delimiter=delimiter,
-                file_extension=extension,
-                file_compression_type=compression,
-                newlines_in_values=True,  # a quoted value may hold line breaks
-                # The types a plain read has (DataFusion's own guess splits records at
-                # line breaks inside quotes: a number column became text).
-                schema=self.schema_of(entry),
-            )
-            return Table(context.read_csv(path, options=options))
+        if entry.format in ("csv", "tsv") and entry.compression != "zstd":
+            # pyarrow's own CSV reader (as plain reads have), so the types and the null
+            # markers ("NA", "null", "#N/A") are the same; it decompresses gzip by the name.
+            read_options, parse_options = csv_options(entry)
+            csv = ds.CsvFileFormat(read_options=read_options, parse_options=parse_options)
+            return Table(ds.dataset(path, format=csv))
         if entry.format == "jsonl":
             extension = Path(path).name[len(Path(path).name.split(".")[0]) :]
             return Table(

@@ -76,7 +76,10 @@ class TicketSigner:
         if index is None and layout is None:
             return Ticket(Query.from_json(body))
         if not isinstance(index, int) or isinstance(index, bool) or not isinstance(layout, str):
-            raise errors.invalid("the ticket's shard is malformed")
+            raise errors.invalid(
+                "the ticket's shard is malformed or from another version of the gateway: "
+                "ask for the dataset's FlightInfo again"
+            )
         return Ticket(Query.from_json(body), ShardRef(index, layout))
 
 

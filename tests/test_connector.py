@@ -368,16 +368,21 @@ def test_csv_values_with_line_breaks_past_the_first_block(tmp_path, client_for):
     the reader parses (about 1 MiB)."""
     rows = 150_000
     notes = [f"first of {i}\nsecond, with a comma" if i % 7 == 0 else f"n{i}" for i in range(rows)]
-    want = pa.table({"id": pa.array(range(rows), pa.int64()), "note": notes})
+    scores = pa.array([None if i % 5 == 0 else i * 0.5 for i in range(rows)], pa.float64())
+    want = pa.table({"id": pa.array(range(rows), pa.int64()), "note": notes, "score": scores})
     pcsv.write_csv(want, tmp_path / "notes.csv")
+    text = (tmp_path / "notes.csv").read_text().replace(",\n", ",NA\n")  # R's null marker
+    (tmp_path / "notes.csv").write_text(text)
     assert (tmp_path / "notes.csv").stat().st_size > 2 * 1024 * 1024
     with running_connector(tmp_path) as server:
         client = client_for(server)
         assert fetch(client, path("notes")).equals(want)
         filtered = fetch(client, command(dataset="notes", where="id % 7 = 0"))
         assert filtered.column("note").to_pylist() == notes[::7]
-        sql = fetch(client, command(sql="SELECT count(*) AS n FROM notes"))
-        assert sql.column("n").to_pylist() == [rows]
+        sql = fetch(client, command(sql="SELECT count(*) AS n, count(score) AS s FROM notes"))
+        assert sql.to_pylist() == [{"n": rows, "s": rows - rows // 5}]
+        nulls = fetch(client, command(dataset="notes", where="score IS NULL", columns=["id"]))
+        assert nulls.column("id").to_pylist() == list(range(0, rows, 5))
 
 
 def test_demo_data_is_served(demo_connector, client_for):

@@ -13,6 +13,7 @@ import signal
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 import pyarrow as pa
@@ -187,3 +188,78 @@ def test_a_websocket_client_that_leaves_while_its_stream_opens_leaves_nothing_op
                          outcome="cancelled") == 1  # fmt: skip
             with flight.connect(gateway.flight_url) as client:  # its slot is free again
                 assert read_ids(client, "t") == list(range(30))
+
+
+def open_threads() -> int:
+    return sum(t.name == "streamkit-open" for t in threading.enumerate())
+
+
+def test_opens_on_a_connector_known_not_to_answer_park_no_more_threads(root: Path):
+    """The opens under way when a connector stops answering each leave a parked call; the
+    ones that come after fail at once, with no thread of their own."""
+    with connector_process(root) as (stopped, url):
+        client = flight.connect(url)
+        ticket = Query(dataset="items").to_ticket()
+        try:
+            client.do_get(ticket).read_all()
+            stopped.proc.send_signal(signal.SIGSTOP)
+            failures: list[BaseException] = []
+
+            def try_open() -> None:
+                try:
+                    opening.open_stream(client, ticket, lambda t: flight.FlightCallOptions(t))
+                except flight.FlightUnavailableError as exc:
+                    failures.append(exc)
+
+            first = [threading.Thread(target=try_open) for _ in range(5)]
+            for thread in first:
+                thread.start()
+            for thread in first:
+                thread.join(30)
+            assert len(failures) == 5 and opening._abandoned[client] == 5
+            parked = open_threads()
+            later = [threading.Thread(target=try_open) for _ in range(20)]
+            for thread in later:
+                thread.start()
+            for thread in later:
+                thread.join(30)
+            assert len(failures) == 25
+            assert "still waiting" in str(failures[-1])
+            assert open_threads() == parked and opening._abandoned[client] == 5
+            stopped.proc.send_signal(signal.SIGCONT)
+            wait_for(lambda: not opening._abandoned, what="the parked calls to end")
+            assert open_threads() == 0
+        finally:
+            client.close()
+
+
+def test_a_reload_ends_opens_waiting_on_the_connector_it_replaced(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """The replaced connector's client is closed: a pending open asking it is told it is
+    gone (not that it answered), ends ``unavailable`` and gives its stream slot back."""
+    monkeypatch.setattr(opening, "PATIENCE_S", 2.0)  # the reload comes before the question
+    with connector_process(root) as (stopped, old), connector_process(root) as (_, new):
+        tenant = TenantConfig("c", connector=old, rate_limit=ONE_STREAM)
+        with (
+            running_gateway({"c": tenant}) as gateway,
+            flight.connect(gateway.flight_url) as client,
+        ):
+            stopped.proc.send_signal(signal.SIGSTOP)
+            failures: list[BaseException] = []
+
+            def pending() -> None:
+                try:
+                    read_ids(client, "c")
+                except flight.FlightError as exc:
+                    failures.append(exc)
+
+            reader = threading.Thread(target=pending)
+            reader.start()
+            wait_for(lambda: open_threads() == 1, what="the open to wait")
+            moved = TenantConfig("c", connector=new, rate_limit=ONE_STREAM)
+            assert gateway.apply(replace(gateway.config, tenants={"c": moved})).reconnected
+            reader.join(30)
+            assert not reader.is_alive()
+            assert len(failures) == 1 and isinstance(failures[0], flight.FlightUnavailableError)
+            assert read_ids(client, "c") == list(range(ROWS))  # the slot is free

@@ -307,6 +307,12 @@ def test_what_shards_cannot_answer_row_for_row_is_refused_or_answered_once(shard
             info = client.get_flight_info(command(sql=sql))
             assert len(info.endpoints) == 1, sql
             assert client.do_get(info.endpoints[0].ticket).read_all().num_rows == 3, sql
+        # A dataset named with its schema is still a dataset: every shard answers.
+        for name in ("public.events", "datafusion.public.events"):
+            info = client.get_flight_info(command(sql=f"SELECT id FROM {name} WHERE id % 1000 = 0"))
+            assert len(info.endpoints) == 3, name
+            got = pa.concat_tables(client.do_get(e.ticket).read_all() for e in info.endpoints)
+            assert sorted_ids(got) == list(range(0, 300_000, 1000)), name
         # A LIMIT that is an expression is refused in a sentence, not in the planner's words.
         with pytest.raises(flight.FlightServerError, match="is not a plain number") as caught:
             client.get_flight_info(command(sql="SELECT id FROM events LIMIT 2 + 1"))

@@ -198,7 +198,6 @@ class Connector:
             self.catalog,
             self._reader_for_sql,
             live_entry,
-            lambda entry: self.readers.info(entry).schema,
             memory_limit=self.sql_memory or DEFAULT_MEMORY_LIMIT,
             spill_dir=self.spill_dir,
         )

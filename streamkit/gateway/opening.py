@@ -7,8 +7,10 @@ slot) forever. So the call waits in a thread of its own; while it waits, the con
 asked a cheap question (ListActions) every ``PATIENCE_S`` seconds. A connector that answers
 is only slow (a big folder to look at, a busy machine) and is waited for; one that does not
 is given up on as ``unavailable`` (a replica read then tries the next replica). The call
-given up on cancels its stream if it ever opens, and at most ``MAX_ABANDONED`` such calls
-wait per connector: past that, opening on it fails at once.
+given up on (a parked thread) cancels its stream if it ever opens. Such calls are the opens
+already under way when the connector stopped answering: while any of them waits, a new open
+first asks the connector and fails at once without a thread if it does not answer, and past
+``MAX_ABANDONED`` of them it fails at once whatever the answer.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import threading
 from collections import Counter
 from collections.abc import Callable
 
+import pyarrow as pa
 import pyarrow.flight as flight
 
 PATIENCE_S = 5.0  # an open taking longer has its connector asked whether it is there
@@ -36,8 +39,10 @@ def answers(client: flight.FlightClient, options: Options, timeout: float = PING
         client.list_actions(options(timeout))
     except (flight.FlightUnavailableError, flight.FlightTimedOutError):
         return False
-    except Exception:
+    except (flight.FlightError, pa.ArrowNotImplementedError):  # refused or unimplemented
         return True
+    except Exception:  # e.g. the client was closed (its tenant reloaded away)
+        return False
     return True
 
 
@@ -47,10 +52,12 @@ def open_stream(
     """``client.do_get(ticket)``, or ``FlightUnavailableError`` once the connector stops
     answering while it waits."""
     with _abandoned_lock:
-        if _abandoned[client] >= MAX_ABANDONED:
-            raise flight.FlightUnavailableError(
-                "the connector does not answer (streams opened on it are still waiting)"
-            )
+        waiting = _abandoned[client]
+    # Opens given up on still wait: a new one waits too only if the connector answers now.
+    if waiting >= MAX_ABANDONED or (waiting and not answers(client, options)):
+        raise flight.FlightUnavailableError(
+            "the connector does not answer (streams opened on it are still waiting)"
+        )
     call = _Call(client, ticket, options(None))
     while not call.done.wait(PATIENCE_S):
         if not answers(client, options) and call.abandon():

@@ -155,13 +155,13 @@ class ResumingReader:
             check.start()
 
     def _check(self) -> None:
-        since, client = self.waiting_since, self.clients[self.order[0]]
+        since, reader, client = self.waiting_since, self.reader, self.clients[self.order[0]]
         try:
             # Within the stream's idle budget: the stall took half, the question a quarter.
             there = answers(client, self._options, min(PING_TIMEOUT_S, self.stall / 2))
         finally:
             self._checking = False
-        if since is None or self.waiting_since != since:
+        if since is None or self.waiting_since != since or self.reader is not reader:
             return  # the read moved on meanwhile
         if there:
             self.waiting_since = time.monotonic()  # slow, not gone: another ``stall`` to wait
@@ -202,6 +202,7 @@ class ResumingReader:
                 gone = stalled or transport_failure(exc)
                 if self.cancelled or not gone or self.resumes >= MAX_RESUMES:
                     raise
+                self.waiting_since = None  # not waiting on a replica while opening another
                 self._resume(exc if not stalled else TimeoutError(f"silent for {self.stall:g} s"))
                 continue
             finally:
@@ -235,7 +236,7 @@ class ResumingReader:
                 f"the replicas of tenant {self.tenant!r} disagree on the schema of "
                 f"{self.query.label()!r}"
             )
-        self.reader = reader
+        self.reader, self._stalled = reader, False
 
     def _rest(self) -> Query:
         """The query for what has not been delivered yet."""

@@ -67,7 +67,6 @@ def shard_plan(sql: str, schema_of: Callable[[str], pa.Schema]) -> ShardPlan:
     if len(re.findall(r"\bselect\b", _without_literals(sql), re.IGNORECASE)) > 1:
         raise _not_by_shard("it has more than one SELECT: a subquery or a union")
     context = SessionContext()
-    tables: set[str] = set()  # the datasets the statement reads (not table functions)
     for _ in range(32):
         try:
             plan = context.sql_with_options(sql, options).logical_plan()
@@ -77,7 +76,6 @@ def shard_plan(sql: str, schema_of: Callable[[str], pa.Schema]) -> ShardPlan:
             if found is None:
                 raise errors.invalid(f"sql: {errors.clean_message(exc)}") from None
             name = found.group(1)
-            tables.add(name)
             empty = ds.InMemoryDataset([], schema=schema_of(name))  # empty_table() fails on unions
             context.catalog().schema("public").register_table(name, Table(empty))
     else:
@@ -106,8 +104,9 @@ def shard_plan(sql: str, schema_of: Callable[[str], pa.Schema]) -> ShardPlan:
         if kind not in SHARD_SAFE_PLANS:
             raise _not_by_shard(f"its plan has {kind}")
         if kind == "TableScan":
-            # A table function (generate_series, range) gives every shard the same rows.
-            scans += node.to_variant().table_name() in tables
+            # A table function (generate_series(), range()) gives every shard the same rows;
+            # a dataset may be named with its schema (public.events).
+            scans += not node.to_variant().table_name().endswith("()")
         pending.extend(node.inputs())
     if scans > 1:
         raise _not_by_shard("it reads more than one table")
