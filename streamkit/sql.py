@@ -21,13 +21,7 @@ from typing import Any, Literal
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
-from datafusion import (
-    DataFrame,
-    RuntimeEnvBuilder,
-    SessionConfig,
-    SessionContext,
-    SQLOptions,
-)
+from datafusion import DataFrame, RuntimeEnvBuilder, SessionConfig, SessionContext, SQLOptions
 from datafusion.catalog import Table
 
 from streamkit import errors
@@ -183,7 +177,6 @@ class SqlEngine:
             return Table(ds.dataset(path, format="parquet", partitioning="hive"))
         if entry.format == "arrow":  # pyarrow's scan of IPC files is ~3x DataFusion's own
             return Table(ds.dataset(path, format="ipc"))
-        compression = {"gzip": "gzip", "zstd": "zstd"}.get(entry.compression or "", "")
         if entry.format in ("csv", "tsv") and entry.compression != "zstd":
             # pyarrow's own CSV reader (as plain reads have), so the types and the null
             # markers ("NA", "null", "#N/A") are the same; it decompresses gzip by the name.
@@ -191,6 +184,7 @@ class SqlEngine:
             csv = ds.CsvFileFormat(read_options=read_options, parse_options=parse_options)
             return Table(ds.dataset(path, format=csv))
         if entry.format == "jsonl":
+            compression = {"gzip": "gzip", "zstd": "zstd"}.get(entry.compression or "", "")
             extension = Path(path).name[len(Path(path).name.split(".")[0]) :]
             return Table(
                 context.read_json(

@@ -143,18 +143,18 @@ class Gateway:
         if self.loader is None:
             raise ConfigError(f"{self.config.source}: the gateway was not started from a file")
         try:
-            try:
-                new = self.loader()
-                return self.apply(new)
-            except ConfigError:
-                raise
-            except Exception as exc:  # whatever it is, the running gateway goes on
-                log.debug("reload failed", exc_info=True)
-                raise ConfigError(f"{self.config.source}: {errors.clean_message(exc)}") from None
+            return self.apply(self.loader())
         except ConfigError as exc:
-            self.metrics.reloads.labels("invalid").inc()
-            log.error("reload refused, the running configuration is kept: %s", exc)
-            raise
+            raise self._refused(exc) from None
+        except Exception as exc:  # whatever it is, the running gateway goes on
+            log.debug("reload failed", exc_info=True)
+            message = f"{self.config.source}: {errors.clean_message(exc)}"
+            raise self._refused(ConfigError(message)) from None
+
+    def _refused(self, exc: ConfigError) -> ConfigError:
+        self.metrics.reloads.labels("invalid").inc()
+        log.error("reload refused, the running configuration is kept: %s", exc)
+        return exc
 
     def apply(self, new: GatewayConfig) -> ReloadPlan:
         """Run ``new``: other tenants' streams go on; a removed or reconnected tenant's

@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Container, Iterable, Iterator
+from typing import TypeGuard
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
@@ -61,11 +62,11 @@ class Metrics:
     def _counter(self, name: str, doc: str, labels: list[str]) -> Counter:
         return Counter(f"streamkit_{name}", doc, labels, registry=self.registry)
 
-    def knows(self, tenant: str | None) -> bool:
+    def knows(self, tenant: str | None) -> TypeGuard[str]:
         return tenant is not None and tenant in self._tenants()
 
     def tenant_label(self, tenant: str | None) -> str:
-        return tenant if tenant is not None and self.knows(tenant) else UNKNOWN_TENANT
+        return tenant if self.knows(tenant) else UNKNOWN_TENANT
 
     def meter(self, tenant: str | None, surface: str) -> StreamMeter:
         return StreamMeter(self, self.tenant_label(tenant), surface)

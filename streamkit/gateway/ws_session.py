@@ -252,4 +252,3 @@ class WsSession:
                 **({"cancelled": True} if self.cancelled else {}),
             }
         )
-
