@@ -58,14 +58,25 @@ def status(app: StreamkitApp) -> StreamStatus:
     return app.query_one(StreamStatus)
 
 
+async def cursor_on(pilot, tree: DatasetTree, key: str) -> None:
+    """Put the tree's cursor on dataset ``key``, once it is in the tree; again if the tree
+    is filled anew meanwhile (a later listing replaces its nodes)."""
+
+    def there() -> bool:
+        node = tree.node_of(key)
+        if node is None:
+            return False
+        if tree.cursor_node is not node:
+            tree.move_cursor(node)
+            return False
+        return True
+
+    await until(pilot, there, f"the cursor on {key}")
+
+
 async def stream(pilot, app: StreamkitApp, key: str) -> None:
     """Wait for the tree, put the cursor on dataset ``key`` and press enter."""
-    tree = app.query_one(DatasetTree)
-    await until(pilot, tree.selected_dataset, "the tree")
-    node = tree.node_of(key)
-    assert node is not None, f"{key} is not in the tree"
-    tree.move_cursor(node)
-    await until(pilot, lambda: tree.cursor_node is node, f"the cursor on {key}")
+    await cursor_on(pilot, app.query_one(DatasetTree), key)
     press_now(app, "enter")
 
 
@@ -404,10 +415,7 @@ def followers(gateway: Gateway) -> set:
 
 async def follow(pilot, app: StreamkitApp, key: str) -> None:
     """Wait for the tree, put the cursor on dataset ``key`` and press f."""
-    tree = app.query_one(DatasetTree)
-    node = await until(pilot, lambda: tree.node_of(key), f"{key} in the tree")
-    tree.move_cursor(node)
-    await until(pilot, lambda: tree.cursor_node is node, f"the cursor on {key}")
+    await cursor_on(pilot, app.query_one(DatasetTree), key)
     press_now(app, "f")
 
 
@@ -692,10 +700,7 @@ def test_a_bad_filter_is_shown_and_the_view_keeps_its_filter(demo_gateway):
         async with app.run_test(size=SIZE) as pilot:
             notice = app.query_one(Notice)
             # Nothing streamed yet: a bad filter leaves the dataset's preview as it was.
-            tree = app.query_one(DatasetTree)
-            node = await until(pilot, lambda: tree.node_of("demo/sensors"), "the tree")
-            tree.move_cursor(node)
-            await until(pilot, lambda: tree.cursor_node is node, "the cursor on sensors")
+            await cursor_on(pilot, app.query_one(DatasetTree), "demo/sensors")
             await enter_filter(pilot, app, "nope > 1")
             await until(pilot, lambda: notice.message, "the error")
             assert notice.message == "invalid: no column 'nope'"
